@@ -1,0 +1,53 @@
+# dockmaster: `make run` serves with embedded defaults; `make test` installs
+# what is missing (Docker, registry, busybox, git, chromium) and runs every test.
+
+GO       ?= go
+BIN      := bin/dockmaster
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
+DATE     ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+# Packages with concurrency run under the race detector in `make test`.
+RACE_PKGS := ./internal/... ./webhooks/... ./pipeline/... ./deployer/...
+FUZZTIME ?= 3s
+
+.PHONY: build run test test-short bench lint fuzz setup e2e clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dockmaster
+
+run: build
+	./$(BIN) serve
+
+setup:
+	bash scripts/setup.sh
+
+test: setup lint
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 15m ./cmd/... ./test/...
+	$(MAKE) fuzz FUZZTIME=2s
+
+test-short: lint
+	$(GO) test -short -count=1 ./...
+
+e2e: setup
+	$(GO) test -count=1 -timeout 15m -v ./test/...
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Each fuzz target runs for FUZZTIME (make fuzz FUZZTIME=5m for a long run).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dockmaster/dockmaster/internal/config"
+	"github.com/dockmaster/dockmaster/internal/inventory"
+	"github.com/dockmaster/dockmaster/internal/server"
+	"github.com/dockmaster/dockmaster/internal/store"
+)
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "serve [--config file] [--listen addr] [--store path]", stderr)
+	cfgPath := fs.String("config", "", "config file (env DOCKMASTER_CONFIG; none: built-in defaults)")
+	listen := fs.String("listen", "", "listen address host:port (env DOCKMASTER_LISTEN; default 127.0.0.1:8080)")
+	storePath := fs.String("store", "", "SQLite database file (env DOCKMASTER_STORE; default ./data/dockmaster.db)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		*cfgPath = envOr("", "DOCKMASTER_CONFIG")
+	}
+	cfg, err := loadConfig(*cfgPath, *listen, *storePath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[c.Level]
+	opts := &slog.HandlerOptions{Level: level}
+	format := c.Format
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve runs until ctx is canceled, then drains requests, stops the
+// background loops and closes the store, in that order.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	db, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := syncEnvironments(ctx, db, cfg.Environments); err != nil {
+		return err
+	}
+
+	loops, stopLoops := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stopLoops(); wg.Wait() }()
+	goLoop := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(loops) }()
+	}
+
+	inv := inventory.New(db, log, 10*time.Second)
+	goLoop(inv.Run)
+
+	srv := server.New(log, map[string]server.ReadyChecker{"store": db})
+	api := srv.Engine.Group("/api/v1")
+	(&server.EnvironmentAPI{Store: db, Inventory: inv}).Register(api)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	log.Info("dockmaster serving", "addr", ln.Addr().String(), "store", cfg.Store, "version", version)
+	if err := srv.Serve(ctx, ln, time.Duration(cfg.ShutdownTimeout)); err != nil {
+		return err
+	}
+	log.Info("dockmaster stopped")
+	return nil
+}
+
+func syncEnvironments(ctx context.Context, db *store.DB, envs []config.Environment) error {
+	for _, e := range envs {
+		if err := db.UpsertEnvironment(ctx, store.Environment{Name: e.Name, Description: e.Description}); err != nil {
+			return err
+		}
+		for _, h := range e.Hosts {
+			if _, err := db.UpsertHost(ctx, store.Host{Environment: e.Name, Name: h.Name, Endpoint: h.Endpoint, Address: h.Address, Labels: h.Labels}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
