@@ -1,0 +1,5 @@
+version: '2'
+services:
+  app:
+    image: app:{{ .Values.VERSION }}
+    command: {{ nosuchfunc }}
