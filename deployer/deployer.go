@@ -1,0 +1,443 @@
+package deployer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/registry"
+)
+
+// Errors of the operations, wrapped with the service they concern.
+var (
+	// ErrUpgradeHeld: a service is held in upgraded; finish or roll it back
+	// first, or pass DeployOptions.FinishHeld.
+	ErrUpgradeHeld = errors.New("an upgrade is held awaiting confirmation")
+	// ErrBusy: a service is in the middle of another operation.
+	ErrBusy = errors.New("service is in the middle of another operation")
+	// ErrConfigChanged: Up was given a changed service; use Upgrade.
+	ErrConfigChanged = errors.New("service definition changed; use Upgrade")
+	// ErrForeignContainer: a container not owned by this service holds the
+	// name dockmaster wants. It is never touched.
+	ErrForeignContainer = errors.New("container name taken by a container dockmaster does not own")
+	// ErrHostUnreachable: a host did not answer, so the stack cannot be
+	// observed whole.
+	ErrHostUnreachable = errors.New("host unreachable")
+)
+
+// Host is one Docker host of the environment.
+type Host struct {
+	Name   string
+	Labels map[string]string
+	// Address is the IP the host's published ports answer on.
+	Address string
+	// ProbePublished makes health checks use the published host port
+	// instead of the container IP (for remote hosts whose bridge is not
+	// routable from here).
+	ProbePublished bool
+	Engine         Engine
+}
+
+// Options configure a Deployer for one environment.
+type Options struct {
+	Env    string
+	Hosts  []Host
+	Store  Store
+	Placer Placer // default Spread{}
+	// Auth returns credentials for pulling image, if any.
+	Auth func(image string) (registry.AuthConfig, bool)
+	// StopGrace is how long a stopping container gets before SIGKILL
+	// (default 10s).
+	StopGrace time.Duration
+	// RunningGrace is how long a container without health check must stay
+	// running to count as healthy (default 2s).
+	RunningGrace time.Duration
+	// NewID makes deployment ids (default 12 random hex digits).
+	NewID func() string
+}
+
+// Deployer runs the operations on one environment. Methods are safe for
+// concurrent use on different stacks; operations on one stack are
+// serialized in-process, and across processes the store's conditional
+// transitions make the loser fail with ErrConflict.
+type Deployer struct {
+	opts  Options
+	hosts map[string]*Host
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// New checks o and returns a Deployer.
+func New(o Options) (*Deployer, error) {
+	if o.Env == "" {
+		return nil, errors.New("deployer: Options.Env is empty")
+	}
+	if o.Store == nil {
+		return nil, errors.New("deployer: Options.Store is nil")
+	}
+	if o.Placer == nil {
+		o.Placer = Spread{}
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = 10 * time.Second
+	}
+	if o.RunningGrace <= 0 {
+		o.RunningGrace = 2 * time.Second
+	}
+	if o.NewID == nil {
+		o.NewID = randomID
+	}
+	d := &Deployer{opts: o, hosts: map[string]*Host{}, locks: map[string]*sync.Mutex{}}
+	for i := range o.Hosts {
+		h := &o.Hosts[i]
+		if h.Name == "" || h.Engine == nil {
+			return nil, fmt.Errorf("deployer: host %d: name and engine are required", i)
+		}
+		if _, dup := d.hosts[h.Name]; dup {
+			return nil, fmt.Errorf("deployer: host %s listed twice", h.Name)
+		}
+		d.hosts[h.Name] = h
+	}
+	return d, nil
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (d *Deployer) lock(stack string) func() {
+	d.mu.Lock()
+	l := d.locks[stack]
+	if l == nil {
+		l = &sync.Mutex{}
+		d.locks[stack] = l
+	}
+	d.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Event reports progress of an operation.
+type Event struct {
+	Stack, Service string
+	Host           string
+	Container      string
+	// Step is create, start, stop, remove, healthy or state.
+	Step string
+	// HostStarted and HostHealthy count the service's current containers on
+	// Host; Started, Healthy and Scale are the service totals.
+	HostStarted, HostHealthy int
+	Started, Healthy, Scale  int
+	Message                  string
+}
+
+// DeployOptions are the options of Up, Upgrade and Redeploy.
+type DeployOptions struct {
+	// Version labels the containers; default the image tag of each service.
+	Version string
+	// Compose, Rancher and Variables are recorded in the revision.
+	Compose, Rancher string
+	Variables        map[string]string
+	// Progress, when set, receives events synchronously.
+	Progress func(Event)
+	// FinishHeld makes Upgrade confirm a held upgrade first instead of
+	// failing with ErrUpgradeHeld.
+	FinishHeld bool
+	// NoAutoRollback leaves a failed upgrade in upgrading (Failed set)
+	// instead of rolling it back.
+	NoAutoRollback bool
+}
+
+func (o DeployOptions) emit(e Event) {
+	if o.Progress != nil {
+		o.Progress(e)
+	}
+}
+
+func versionOf(o DeployOptions, s ServiceSpec) string {
+	if o.Version != "" {
+		return o.Version
+	}
+	img := s.Image
+	if i := strings.LastIndex(img, ":"); i > strings.LastIndex(img, "/") {
+		return img[i+1:]
+	}
+	return "latest"
+}
+
+func scaleOf(s ServiceSpec) int {
+	if s.Scale <= 0 {
+		return 1
+	}
+	return s.Scale
+}
+
+// Revisions lists a stack's stored revisions, oldest first.
+func (d *Deployer) Revisions(ctx context.Context, stack string) ([]Revision, error) {
+	return d.opts.Store.Revisions(ctx, d.opts.Env, stack)
+}
+
+func (d *Deployer) addRevision(ctx context.Context, spec StackSpec, o DeployOptions) (int, error) {
+	v := o.Version
+	if v == "" && len(spec.Services) > 0 {
+		v = versionOf(o, spec.Services[0])
+	}
+	return d.opts.Store.AddRevision(ctx, Revision{
+		Env: d.opts.Env, Stack: spec.Name, Version: v, Spec: spec,
+		Compose: o.Compose, Rancher: o.Rancher, Variables: o.Variables,
+	})
+}
+
+// Up creates the stack's services at scale (or converges their scale) and
+// waits until every container is healthy. A service whose definition
+// changed is refused with ErrConfigChanged: that is an Upgrade.
+func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) error {
+	defer d.lock(spec.Name)()
+	recs := make([]ServiceRecord, len(spec.Services))
+	fresh := make([]bool, len(spec.Services))
+	for i, s := range spec.Services {
+		rec, err := d.opts.Store.Service(ctx, d.opts.Env, spec.Name, s.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			fresh[i] = true
+			continue
+		case err != nil:
+			return err
+		case rec.State == StateUpgraded:
+			return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, ErrUpgradeHeld)
+		case rec.State != StateActive:
+			return fmt.Errorf("up %s/%s: %w (%s)", spec.Name, s.Name, ErrBusy, rec.State)
+		case rec.Deployment != "" && ConfigHash(rec.Spec) != ConfigHash(s):
+			return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, ErrConfigChanged)
+		}
+		recs[i] = rec
+	}
+	rev, err := d.addRevision(ctx, spec, o)
+	if err != nil {
+		return err
+	}
+	for i, s := range spec.Services {
+		if fresh[i] {
+			recs[i] = ServiceRecord{Env: d.opts.Env, Stack: spec.Name, Service: s.Name, State: StateActive,
+				Spec: s, Deployment: d.opts.NewID(), Version: versionOf(o, s), Revision: rev}
+			if err := d.opts.Store.CreateService(ctx, recs[i]); err != nil {
+				return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, err)
+			}
+		} else {
+			recs[i].Spec, recs[i].Revision, recs[i].Failed = s, rev, ""
+			if err := d.opts.Store.UpdateService(ctx, recs[i], StateActive); err != nil {
+				return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, err)
+			}
+		}
+	}
+	for _, rec := range recs {
+		if err := d.converge(ctx, rec, rec.Spec, scaleOf(rec.Spec), "", true, o); err != nil {
+			return fmt.Errorf("up %s/%s: %w", spec.Name, rec.Service, err)
+		}
+	}
+	return nil
+}
+
+// snapshot lists the stack's containers on every host. Any unreachable host
+// is an error: acting on a partial view could duplicate or orphan
+// containers.
+func (d *Deployer) snapshot(ctx context.Context, stack string) ([]HostSnapshot, error) {
+	snaps := make([]HostSnapshot, len(d.opts.Hosts))
+	var wg sync.WaitGroup
+	for i := range d.opts.Hosts {
+		h := &d.opts.Hosts[i]
+		snaps[i] = HostSnapshot{Name: h.Name, Labels: h.Labels}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cs, err := h.Engine.List(ctx, ownerLabels(d.opts.Env, stack, ""))
+			for j := range cs {
+				cs[j].Host = h.Name
+			}
+			snaps[i].Containers, snaps[i].Err = cs, err
+		}()
+	}
+	wg.Wait()
+	for _, s := range snaps {
+		if s.Err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: %s: %w", ErrHostUnreachable, s.Name, s.Err)
+		}
+	}
+	return snaps, nil
+}
+
+// serviceContainers returns the containers of service in snaps, sorted by
+// index.
+func serviceContainers(snaps []HostSnapshot, service string) []Container {
+	var out []Container
+	for _, h := range snaps {
+		for _, c := range h.Containers {
+			if c.Labels[LabelService] == service {
+				out = append(out, c)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index() < out[j].Index() })
+	return out
+}
+
+// converge makes rec's current deployment (with spec) run scale containers,
+// leaving deployment keep alone, and when wait is set waits until all of
+// them are healthy. Removals happen after the rest is healthy.
+func (d *Deployer) converge(ctx context.Context, rec ServiceRecord, spec ServiceSpec, scale int, keep string, wait bool, o DeployOptions) error {
+	snaps, err := d.snapshot(ctx, rec.Stack)
+	if err != nil {
+		return err
+	}
+	plan, err := reconcile(desired{Stack: rec.Stack, Spec: spec, Deployment: rec.Deployment, Hash: ConfigHash(spec),
+		Scale: scale, Keep: keep}, snaps, d.opts.Placer)
+	if err != nil {
+		return err
+	}
+	var removes []Action
+	for _, a := range plan.Actions {
+		switch a.Kind {
+		case ActRemove:
+			removes = append(removes, a)
+		case ActStart:
+			if err := d.hosts[a.Host].Engine.Start(ctx, a.ID); err != nil {
+				return err
+			}
+			o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "start", Message: a.Reason})
+		case ActCreate:
+			if err := d.create(ctx, rec, spec, a); err != nil {
+				return err
+			}
+			o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "create"})
+		}
+	}
+	if wait {
+		if err := d.waitService(ctx, rec, spec, o); err != nil {
+			return err
+		}
+	}
+	for _, a := range removes {
+		if err := d.hosts[a.Host].Engine.Remove(ctx, a.ID); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+			return err
+		}
+		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "remove", Message: a.Reason})
+	}
+	return nil
+}
+
+// create makes and starts the container of action a, reusing one with the
+// same name, deployment and index left by an interrupted run.
+func (d *Deployer) create(ctx context.Context, rec ServiceRecord, spec ServiceSpec, a Action) error {
+	h := d.hosts[a.Host]
+	network := NetworkName(d.opts.Env, rec.Stack)
+	existing, err := h.Engine.Inspect(ctx, a.Name)
+	switch {
+	case err == nil:
+		if !ownedBy(existing.Labels, d.opts.Env, rec.Stack, rec.Service) || existing.Deployment() != rec.Deployment ||
+			existing.Index() != a.Index || existing.Labels[LabelConfigHash] != ConfigHash(spec) {
+			return fmt.Errorf("host %s: create %s: %w (id %.12s)", a.Host, a.Name, ErrForeignContainer, existing.ID)
+		}
+		if existing.Running {
+			return nil
+		}
+		return h.Engine.Start(ctx, existing.ID)
+	case !errors.Is(err, ErrNoSuchContainer):
+		return err
+	}
+	if spec.NetworkMode == "" {
+		if err := h.Engine.EnsureNetwork(ctx, network, ownerLabels(d.opts.Env, rec.Stack, "")); err != nil {
+			return err
+		}
+	}
+	var auth *registry.AuthConfig
+	if d.opts.Auth != nil {
+		if ac, ok := d.opts.Auth(spec.Image); ok {
+			auth = &ac
+		}
+	}
+	if err := h.Engine.EnsureImage(ctx, spec.Image, spec.PullAlways, auth); err != nil {
+		return err
+	}
+	labels := ownerLabels(d.opts.Env, rec.Stack, rec.Service)
+	labels[LabelVersion] = rec.Version
+	labels[LabelDeployment] = rec.Deployment
+	labels[LabelConfigHash] = ConfigHash(spec)
+	labels[LabelIndex] = itoa(a.Index)
+	id, err := h.Engine.Create(ctx, CreateRequest{Name: a.Name, Spec: spec, Labels: labels, Network: network})
+	if errors.Is(err, ErrNameInUse) {
+		// Lost a race with another creator of the same name: look again.
+		return d.create(ctx, rec, spec, a)
+	}
+	if err != nil {
+		return err
+	}
+	return h.Engine.Start(ctx, id)
+}
+
+// waitService waits until every live container of rec's current
+// deployment is healthy, reporting per-host progress.
+func (d *Deployer) waitService(ctx context.Context, rec ServiceRecord, spec ServiceSpec, o DeployOptions) error {
+	snaps, err := d.snapshot(ctx, rec.Stack)
+	if err != nil {
+		return err
+	}
+	var cs []Container
+	for _, c := range serviceContainers(snaps, rec.Service) {
+		if c.Deployment() == rec.Deployment && c.State != "exited" && c.State != "dead" {
+			cs = append(cs, c)
+		}
+	}
+	var (
+		mu               sync.Mutex
+		started, healthy = map[string]int{}, map[string]int{}
+		totalS, totalH   int
+		firstErr         error
+		wg               sync.WaitGroup
+	)
+	for _, c := range cs {
+		started[c.Host]++
+		totalS++
+	}
+	network := NetworkName(d.opts.Env, rec.Stack)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := d.waitHealthy(wctx, d.hosts[c.Host], c.ID, spec, network)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				return
+			}
+			healthy[c.Host]++
+			totalH++
+			o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: c.Host, Container: c.Name, Step: "healthy",
+				HostStarted: started[c.Host], HostHealthy: healthy[c.Host], Started: totalS, Healthy: totalH, Scale: scaleOf(spec)})
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return firstErr
+	}
+	return nil
+}

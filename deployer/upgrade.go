@@ -1,0 +1,317 @@
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Upgrade performs an in-service upgrade of every changed service of spec,
+// batch by batch as its UpgradeStrategy says, and holds each in upgraded:
+// the new containers run, the old ones are stopped and kept until Finish or
+// Rollback. Unchanged services only converge their scale; new services are
+// created. If any service is held, nothing is done and ErrUpgradeHeld is
+// returned, unless o.FinishHeld. A failing health check stops the rollout
+// with a *HealthError and, unless o.NoAutoRollback, rolls the stack back.
+func (d *Deployer) Upgrade(ctx context.Context, spec StackSpec, o DeployOptions) error {
+	defer d.lock(spec.Name)()
+	return d.upgrade(ctx, spec, o)
+}
+
+// Redeploy upgrades the stack to the definition stored in revision n (as a
+// new revision).
+func (d *Deployer) Redeploy(ctx context.Context, stack string, n int, o DeployOptions) error {
+	rev, err := d.opts.Store.Revision(ctx, d.opts.Env, stack, n)
+	if err != nil {
+		return err
+	}
+	if o.Version == "" {
+		o.Version = rev.Version
+	}
+	if o.Compose == "" && o.Rancher == "" && o.Variables == nil {
+		o.Compose, o.Rancher, o.Variables = rev.Compose, rev.Rancher, rev.Variables
+	}
+	return d.Upgrade(ctx, rev.Spec, o)
+}
+
+func (d *Deployer) upgrade(ctx context.Context, spec StackSpec, o DeployOptions) error {
+	recs := make([]*ServiceRecord, len(spec.Services))
+	for i, s := range spec.Services {
+		rec, err := d.opts.Store.Service(ctx, d.opts.Env, spec.Name, s.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return err
+		case rec.State == StateUpgraded && !o.FinishHeld:
+			return fmt.Errorf("upgrade %s/%s: %w (finish or roll back first)", spec.Name, s.Name, ErrUpgradeHeld)
+		case rec.State != StateActive && rec.State != StateUpgraded:
+			return fmt.Errorf("upgrade %s/%s: %w (%s)", spec.Name, s.Name, ErrBusy, rec.State)
+		}
+		recs[i] = &rec
+	}
+	if o.FinishHeld {
+		for _, rec := range recs {
+			if rec != nil && rec.State == StateUpgraded {
+				if err := d.finishService(ctx, *rec, o); err != nil {
+					return err
+				}
+				fresh, err := d.opts.Store.Service(ctx, d.opts.Env, rec.Stack, rec.Service)
+				if err != nil {
+					return err
+				}
+				*rec = fresh
+			}
+		}
+	}
+	rev, err := d.addRevision(ctx, spec, o)
+	if err != nil {
+		return err
+	}
+	for i, s := range spec.Services {
+		rec := recs[i]
+		switch {
+		case rec == nil:
+			n := ServiceRecord{Env: d.opts.Env, Stack: spec.Name, Service: s.Name, State: StateActive,
+				Spec: s, Deployment: d.opts.NewID(), Version: versionOf(o, s), Revision: rev}
+			if err := d.opts.Store.CreateService(ctx, n); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+			if err := d.converge(ctx, n, s, scaleOf(s), "", true, o); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+		case ConfigHash(rec.Spec) == ConfigHash(s):
+			rec.Spec, rec.Revision = s, rev
+			if err := d.opts.Store.UpdateService(ctx, *rec, StateActive); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+			if err := d.converge(ctx, *rec, s, scaleOf(s), "", true, o); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+		default:
+			old := rec.Spec
+			next := *rec
+			next.State, next.Failed = StateUpgrading, ""
+			next.Old, next.OldDeployment, next.OldVersion, next.OldRevision = &old, rec.Deployment, rec.Version, rec.Revision
+			next.Spec, next.Deployment, next.Version, next.Revision = s, d.opts.NewID(), versionOf(o, s), rev
+			// Persisted before any container is touched: a crash from here on
+			// leaves a record that Finish or Rollback can resume from.
+			if err := d.opts.Store.UpdateService(ctx, next, StateActive); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+			o.emit(Event{Stack: spec.Name, Service: s.Name, Step: "state", Message: string(StateUpgrading)})
+			if err := d.rollout(ctx, next, o); err != nil {
+				return d.failUpgrade(ctx, next, err, o)
+			}
+		}
+	}
+	return nil
+}
+
+// failUpgrade records err on the service and rolls the stack back unless
+// the caller opted out. It returns err (joined with a rollback failure).
+func (d *Deployer) failUpgrade(ctx context.Context, rec ServiceRecord, err error, o DeployOptions) error {
+	err = fmt.Errorf("upgrade %s/%s: %w", rec.Stack, rec.Service, err)
+	if ctx.Err() != nil {
+		return err // interrupted, not failed: leave the record for a resume
+	}
+	rec.Failed = err.Error()
+	if uerr := d.opts.Store.UpdateService(ctx, rec, StateUpgrading); uerr != nil {
+		return errors.Join(err, uerr)
+	}
+	if o.NoAutoRollback {
+		return err
+	}
+	if rerr := d.rollback(ctx, rec.Stack, o); rerr != nil {
+		return errors.Join(err, fmt.Errorf("automatic rollback: %w", rerr))
+	}
+	return fmt.Errorf("%w (rolled back)", err)
+}
+
+// rollout drives rec (state upgrading) to upgraded. It is resumable: each
+// batch is computed from what exists, so a rerun after a crash reuses the
+// new containers already made and stops only old ones still running.
+func (d *Deployer) rollout(ctx context.Context, rec ServiceRecord, o DeployOptions) error {
+	scale := scaleOf(rec.Spec)
+	batch := max(rec.Spec.Upgrade.BatchSize, 1)
+	for first := true; ; first = false {
+		snaps, err := d.snapshot(ctx, rec.Stack)
+		if err != nil {
+			return err
+		}
+		var liveNew int
+		var oldRunning []Container
+		for _, c := range serviceContainers(snaps, rec.Service) {
+			switch {
+			case c.Deployment() == rec.Deployment && live(c):
+				liveNew++
+			case c.Deployment() == rec.OldDeployment && c.Running:
+				oldRunning = append(oldRunning, c)
+			}
+		}
+		if liveNew >= scale && len(oldRunning) == 0 {
+			// Converge once more: makes sure every new container is healthy
+			// and removes leftovers of abandoned deployments.
+			if err := d.converge(ctx, rec, rec.Spec, scale, rec.OldDeployment, true, o); err != nil {
+				return err
+			}
+			break
+		}
+		if !first && rec.Spec.Upgrade.Interval > 0 {
+			if err := sleep(ctx, rec.Spec.Upgrade.Interval); err != nil {
+				return err
+			}
+		}
+		target := min(scale, liveNew+batch)
+		// Highest index stops first.
+		stop := oldRunning[max(len(oldRunning)-batch, 0):]
+		if rec.Spec.Upgrade.StartFirst {
+			if err := d.converge(ctx, rec, rec.Spec, target, rec.OldDeployment, true, o); err != nil {
+				return err
+			}
+			if err := d.stopAll(ctx, rec, stop, o); err != nil {
+				return err
+			}
+		} else {
+			if err := d.stopAll(ctx, rec, stop, o); err != nil {
+				return err
+			}
+			if err := d.converge(ctx, rec, rec.Spec, target, rec.OldDeployment, true, o); err != nil {
+				return err
+			}
+		}
+	}
+	rec.State = StateUpgraded
+	if err := d.opts.Store.UpdateService(ctx, rec, StateUpgrading); err != nil {
+		return err
+	}
+	o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateUpgraded)})
+	return nil
+}
+
+func (d *Deployer) stopAll(ctx context.Context, rec ServiceRecord, cs []Container, o DeployOptions) error {
+	for _, c := range cs {
+		if err := d.hosts[c.Host].Engine.Stop(ctx, c.ID, d.opts.StopGrace); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+			return err
+		}
+		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: c.Host, Container: c.Name, Step: "stop"})
+	}
+	return nil
+}
+
+// Finish confirms the stack's held upgrades: the old containers are
+// removed and each service returns to active. An interrupted upgrade
+// (upgrading) is first completed. Idempotent: an active service is left as
+// is; a service caught in finishing-upgrade by a crash is finished.
+func (d *Deployer) Finish(ctx context.Context, stack string, progress func(Event)) error {
+	defer d.lock(stack)()
+	o := DeployOptions{Progress: progress, NoAutoRollback: true}
+	recs, err := d.opts.Store.Services(ctx, d.opts.Env, stack)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.State == StateRollingBack {
+			return fmt.Errorf("finish %s/%s: %w (%s)", stack, rec.Service, ErrBusy, rec.State)
+		}
+	}
+	for _, rec := range recs {
+		if rec.State == StateUpgrading {
+			if err := d.rollout(ctx, rec, o); err != nil {
+				return fmt.Errorf("finish %s/%s: complete interrupted upgrade: %w", stack, rec.Service, err)
+			}
+			rec.State = StateUpgraded
+		}
+		if rec.State == StateUpgraded || rec.State == StateFinishingUpgrade {
+			if err := d.finishService(ctx, rec, o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *Deployer) finishService(ctx context.Context, rec ServiceRecord, o DeployOptions) error {
+	if rec.State == StateUpgraded {
+		rec.State = StateFinishingUpgrade
+		if err := d.opts.Store.UpdateService(ctx, rec, StateUpgraded); err != nil {
+			return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
+		}
+		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateFinishingUpgrade)})
+	}
+	snaps, err := d.snapshot(ctx, rec.Stack)
+	if err != nil {
+		return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
+	}
+	for _, c := range serviceContainers(snaps, rec.Service) {
+		if c.Deployment() == rec.Deployment {
+			continue
+		}
+		if err := d.hosts[c.Host].Engine.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+			return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
+		}
+		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: c.Host, Container: c.Name, Step: "remove"})
+	}
+	rec.State, rec.Failed = StateActive, ""
+	rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision = nil, "", "", 0
+	if err := d.opts.Store.UpdateService(ctx, rec, StateFinishingUpgrade); err != nil {
+		return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
+	}
+	o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateActive)})
+	return nil
+}
+
+// Rollback returns every held or interrupted upgrade of the stack to its
+// previous definition: the kept old containers are started, and once
+// healthy the new ones are removed; the service is active at the old
+// version. Idempotent and resumable like Finish.
+func (d *Deployer) Rollback(ctx context.Context, stack string, progress func(Event)) error {
+	defer d.lock(stack)()
+	return d.rollback(ctx, stack, DeployOptions{Progress: progress})
+}
+
+func (d *Deployer) rollback(ctx context.Context, stack string, o DeployOptions) error {
+	recs, err := d.opts.Store.Services(ctx, d.opts.Env, stack)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.State == StateFinishingUpgrade {
+			return fmt.Errorf("rollback %s/%s: %w (%s: old containers may be gone)", stack, rec.Service, ErrBusy, rec.State)
+		}
+	}
+	for _, rec := range recs {
+		if rec.Old == nil || (rec.State != StateUpgrading && rec.State != StateUpgraded && rec.State != StateRollingBack) {
+			continue
+		}
+		if rec.State != StateRollingBack {
+			from := rec.State
+			rec.State = StateRollingBack
+			if err := d.opts.Store.UpdateService(ctx, rec, from); err != nil {
+				return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
+			}
+			o.emit(Event{Stack: stack, Service: rec.Service, Step: "state", Message: string(StateRollingBack)})
+		}
+		back := rec
+		back.Spec, back.Deployment, back.Version, back.Revision = *rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision
+		// Restart the warm old containers (an exited one is restarted
+		// whatever its strategy), then remove everything else.
+		spec := *rec.Old
+		if spec.HealthCheck != nil {
+			hc := *spec.HealthCheck
+			hc.Strategy = ""
+			spec.HealthCheck = &hc
+		}
+		if err := d.converge(ctx, back, spec, scaleOf(*rec.Old), "", true, o); err != nil {
+			return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
+		}
+		back.Spec = *rec.Old
+		back.State = StateActive
+		back.Old, back.OldDeployment, back.OldVersion, back.OldRevision = nil, "", "", 0
+		if err := d.opts.Store.UpdateService(ctx, back, StateRollingBack); err != nil {
+			return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
+		}
+		o.emit(Event{Stack: stack, Service: rec.Service, Step: "state", Message: string(StateActive)})
+	}
+	return nil
+}
