@@ -111,13 +111,13 @@ global: true
 	// The native form must mean exactly what the labels mean.
 	const p = LabelAffinityPrefix
 	want, err := ParseLabels(map[string]string{
-		p + "host_label":              "env=prod",
-		p + "container_label_ne":      "io.rancher.stack_service.name=$${stack_name}/$${service_name}",
-		p + "container_ne":            "db-1",
-		p + "host_label_soft":         "disk=ssd",
-		p + "host_label_soft_ne":      "zone=c",
-		p + "container_label_soft":    "app=cache",
-		LabelGlobal:                   "true",
+		p + "host_label":           "env=prod",
+		p + "container_label_ne":   "io.rancher.stack_service.name=$${stack_name}/$${service_name}",
+		p + "container_ne":         "db-1",
+		p + "host_label_soft":      "disk=ssd",
+		p + "host_label_soft_ne":   "zone=c",
+		p + "container_label_soft": "app=cache",
+		LabelGlobal:                "true",
 	}, "web", "app")
 	if err != nil {
 		t.Fatal(err)
