@@ -209,6 +209,9 @@ func parseKVList(v string) ([]KV, error) {
 // interpolate replaces Rancher's ${stack_name}/${service_name}; the $${...}
 // form is what survives compose's own interpolation, so both are accepted.
 func interpolate(s, stack, service string) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
 	r := strings.NewReplacer(
 		"$${stack_name}", stack, "$${service_name}", service,
 		"${stack_name}", stack, "${service_name}", service,
