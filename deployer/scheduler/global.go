@@ -64,11 +64,12 @@ func (x *Index) globalDiff(pr *prepared) GlobalDiff {
 	return d
 }
 
-// ownContainers lists h's containers of service k, lowest index first.
+// ownContainers lists h's live containers of service k, lowest index
+// first.
 func ownContainers(h *hostIdx, k svcKey) []Container {
 	var out []Container
 	for _, ct := range h.containers {
-		if ct.Stack == k.stack && ct.Service == k.service {
+		if ct.Stack == k.stack && ct.Service == k.service && !ct.Stopped {
 			out = append(out, ct)
 		}
 	}

@@ -110,10 +110,16 @@ func NewIndex(s *Snapshot) (*Index, error) {
 // add books c on h. With rebucket the host moves to its new count bucket
 // (NewIndex buckets all hosts once at the end instead).
 func (x *Index) add(h *hostIdx, c Container, rebucket bool) {
+	h.containers = append(h.containers, c)
+	if c.Stack != "" && c.Index > x.maxIndex[svcKey{c.Stack, c.Service}] {
+		x.maxIndex[svcKey{c.Stack, c.Service}] = c.Index
+	}
+	if c.Stopped {
+		return
+	}
 	if rebucket {
 		x.bucketRemove(h.total, h.rank)
 	}
-	h.containers = append(h.containers, c)
 	h.total++
 	cpu, mem := c.Resources.Reserve()
 	h.cpuUsed += cpu
@@ -149,9 +155,6 @@ func (x *Index) add(h *hostIdx, c Container, rebucket bool) {
 			x.svcHosts[key] = m
 		}
 		m[h.rank]++
-		if c.Index > x.maxIndex[key] {
-			x.maxIndex[key] = c.Index
-		}
 	}
 	if c.Name != "" {
 		h.names[c.Name] = struct{}{}

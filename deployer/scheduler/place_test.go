@@ -257,3 +257,20 @@ func fmtGlobal(d GlobalDiff) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+func TestStoppedContainersKeepOnlyTheirIndex(t *testing.T) {
+	s := hostsN(2, 1e9, 0)
+	s.Hosts[0].Containers = []Container{{Name: "web-app-5", Stack: "web", Service: "app", Index: 5, Stopped: true,
+		Ports: []Port{{HostPort: 8080}}, Resources: Resources{NanoCPUs: 1e9}, Labels: map[string]string{"role": "x"}}}
+	s.Hosts[1].Containers = []Container{{Name: "busy"}}
+	req := Request{Stack: "web", Service: "app", Ports: []Port{{HostPort: 8080}}, Resources: Resources{NanoCPUs: 1e9},
+		Labels: aff("container_label_ne", "role=x")}
+	// h01 looks empty to spread, port and cpu; the next index is 6.
+	if got := mustPlace(t, s, req, 1).String(); got != lines("start web-app-6 on h01") {
+		t.Errorf("got\n%s", got)
+	}
+	s.Hosts[0].State = HostDraining
+	if p, err := Evacuate(s, "h01", nil); err != nil || p.String() != "no changes\n" {
+		t.Errorf("a stopped container was moved: %v\n%s", err, p)
+	}
+}

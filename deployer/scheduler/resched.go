@@ -34,7 +34,7 @@ func (m requests) get(k svcKey, sample Container) Request {
 func byService(h *hostIdx) ([]svcKey, map[svcKey][]Container) {
 	groups := make(map[svcKey][]Container)
 	for _, ct := range h.containers {
-		if ct.Stack != "" {
+		if ct.Stack != "" && !ct.Stopped {
 			k := svcKey{ct.Stack, ct.Service}
 			groups[k] = append(groups[k], ct)
 		}

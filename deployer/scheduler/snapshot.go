@@ -36,9 +36,13 @@ type Container struct {
 	ID, Name       string
 	Stack, Service string
 	Index          int // the io.dockmaster.index label; 0 if unknown
-	Labels         map[string]string
-	Resources      Resources
-	Ports          []Port
+	// Stopped containers (an upgrade's held old version) keep their index
+	// (new replicas never reuse it) but hold no ports or resources and do
+	// not count for spread, affinity or moves.
+	Stopped   bool
+	Labels    map[string]string
+	Resources Resources
+	Ports     []Port
 }
 
 // Port is a published host port. HostPort 0 is not published and never
