@@ -85,11 +85,27 @@ func (s *source) render(b []byte) ([]byte, error) {
 		"Release": map[string]any{"Name": s.stack, "Version": s.vars["VERSION"]},
 		"Cluster": map[string]any{"Name": "dockmaster"},
 	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, data); err != nil {
+	out := &limitedBuffer{max: maxRendered}
+	if err := tmpl.Execute(out, data); err != nil {
 		return nil, s.templateError(err)
 	}
 	return out.Bytes(), nil
+}
+
+// maxRendered bounds a template's output: a loop can multiply a small
+// file into gigabytes.
+const maxRendered = 4 << 20
+
+type limitedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, fmt.Errorf("output exceeds %d bytes", b.max)
+	}
+	return b.Buffer.Write(p)
 }
 
 var templateLineRe = regexp.MustCompile(`^template: [^:]*:(\d+):(?:\d+:)? ?(.*)$`)
@@ -100,27 +116,36 @@ func (s *source) templateError(err error) error {
 	msg := err.Error()
 	if m := templateLineRe.FindStringSubmatch(strings.SplitN(msg, "\n", 2)[0]); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return &Error{File: s.name, Line: line, Err: fmt.Errorf("template: %s: %w", m[2], errTemplate)}
+		return &Error{File: s.name, Line: line, Err: fmt.Errorf("%w: %s", errTemplate, m[2])}
 	}
-	return &Error{File: s.name, Err: fmt.Errorf("%v: %w", msg, errTemplate)}
+	return &Error{File: s.name, Err: fmt.Errorf("%w: %s", errTemplate, msg)}
 }
 
-var errTemplate = errors.New("catalog template failed")
+var errTemplate = errors.New("catalog template")
+
+// maxLoop bounds the elements all "until" calls of one rendering may
+// produce, so nested loops cannot spin for hours.
+const maxLoop = 100000
 
 // templateFuncs are the few helpers of Rancher's catalog templates (a
-// subset of sprig plus splitPreserveQuotes) that the catalogs use.
+// subset of sprig plus splitPreserveQuotes) that the catalogs use. Each
+// rendering gets its own set: "until" counts against a per-render budget.
 func templateFuncs() template.FuncMap {
+	budget := maxLoop
 	return template.FuncMap{
 		"atoi": func(s string) int { n, _ := strconv.Atoi(strings.TrimSpace(s)); return n },
-		"until": func(n int) []int {
-			if n < 0 || n > 10000 {
+		"until": func(n int) ([]int, error) {
+			if n < 0 {
 				n = 0
+			}
+			if budget -= n; budget < 0 {
+				return nil, fmt.Errorf("until: loops exceed %d iterations", maxLoop)
 			}
 			r := make([]int, n)
 			for i := range r {
 				r[i] = i
 			}
-			return r
+			return r, nil
 		},
 		"split":               func(sep, s string) []string { return strings.Split(s, sep) },
 		"splitPreserveQuotes": splitPreserveQuotes,
@@ -185,9 +210,9 @@ func (s *source) parse(b []byte) (*yaml.Node, error) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			return nil, &Error{File: s.name, Line: line, Err: fmt.Errorf("invalid YAML: %s: %w", m[2], errYAML)}
+			return nil, &Error{File: s.name, Line: line, Err: fmt.Errorf("%w: %s", errYAML, m[2])}
 		}
-		return nil, &Error{File: s.name, Err: fmt.Errorf("invalid YAML: %v: %w", err, errYAML)}
+		return nil, &Error{File: s.name, Err: fmt.Errorf("%w: %v", errYAML, err)}
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil
