@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,6 +53,23 @@ func TestHarness(t *testing.T) {
 		}
 		if got := httpGet(t, fmt.Sprintf("http://%s:%d/index.html", host.IP, port)); got != "on-host\n" {
 			t.Errorf("host %s served %q, want %q", host.IP, got, "on-host\n")
+		}
+	})
+
+	t.Run("host containers reach this machine at Gateway", func(t *testing.T) {
+		l, err := net.Listen("tcp", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "from-machine\n")
+		})}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		url := fmt.Sprintf("http://%s:%d/", host.Gateway, l.Addr().(*net.TCPAddr).Port)
+		out, errOut, exit := runOnce(t, host.Client, testenv.BaseImage, "wget", "-q", "-O", "-", url)
+		if exit != 0 || out != "from-machine\n" {
+			t.Errorf("wget %s in a container of the host: exit %d, stdout %q, stderr %q", url, exit, out, errOut)
 		}
 	})
 
@@ -426,37 +444,46 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("image has %d layers, want 1 (the binary alone, FROM scratch)", len(img.RootFS.Layers))
 	}
 
-	c, err := cli.ContainerCreate(ctx, &container.Config{Image: ref, Cmd: []string{"version"}}, nil, nil, nil, "")
+	stdout, stderr, exit := runOnce(t, cli, ref, "version")
+	if exit != 0 {
+		t.Fatalf("/dockmaster version exited %d; stdout %q, stderr %q", exit, stdout, stderr)
+	}
+	if got := stdout; !strings.HasPrefix(got, "dockmaster "+version+" ") {
+		t.Errorf("/dockmaster version printed %q, want it to start with %q", got, "dockmaster "+version+" ")
+	}
+}
+
+// runOnce runs img with cmd on cli until it exits and returns its output and
+// exit code; the container is removed on cleanup.
+func runOnce(t *testing.T, cli *client.Client, img string, cmd ...string) (stdout, stderr string, exit int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: cmd}, nil, nil, nil, "")
 	if err != nil {
-		t.Fatalf("create: %v", err)
+		t.Fatalf("create %s on %s: %v", img, cli.DaemonHost(), err)
 	}
 	t.Cleanup(func() {
 		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
 	})
 	waitC, errC := cli.ContainerWait(ctx, c.ID, container.WaitConditionNextExit)
 	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-		t.Fatalf("start: %v", err)
+		t.Fatalf("start %s on %s: %v", img, cli.DaemonHost(), err)
 	}
-	var exit int64
 	select {
 	case w := <-waitC:
 		exit = w.StatusCode
 	case err := <-errC:
-		t.Fatalf("wait: %v", err)
+		t.Fatalf("wait for %s on %s: %v", img, cli.DaemonHost(), err)
 	}
 	logs, err := cli.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		t.Fatalf("logs: %v", err)
+		t.Fatalf("logs of %s: %v", img, err)
 	}
 	defer logs.Close()
-	var stdout, stderr bytes.Buffer
-	if _, err := stdcopy.StdCopy(&stdout, &stderr, logs); err != nil && err != io.EOF {
-		t.Fatalf("logs: %v", err)
+	var o, e bytes.Buffer
+	if _, err := stdcopy.StdCopy(&o, &e, logs); err != nil {
+		t.Fatalf("logs of %s: %v", img, err)
 	}
-	if exit != 0 {
-		t.Fatalf("/dockmaster version exited %d; stdout %q, stderr %q", exit, stdout.String(), stderr.String())
-	}
-	if got := stdout.String(); !strings.HasPrefix(got, "dockmaster "+version+" ") {
-		t.Errorf("/dockmaster version printed %q, want it to start with %q", got, "dockmaster "+version+" ")
-	}
+	return o.String(), e.String(), exit
 }

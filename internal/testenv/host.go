@@ -39,9 +39,10 @@ const (
 
 // Host is an extra dockerd started by StartHost: one simulated Docker host of
 // an environment. Its published ports bind 127.0.0.X by default (dockerd
-// --ip), so two hosts can publish the same port. Containers on it reach the
-// host's processes (e.g. a registry on 127.0.0.1) only through published
-// ports; there is no NAT to the outside.
+// --ip), so two hosts can publish the same port. There is no NAT: its
+// containers reach this machine's servers that listen on all addresses at
+// Gateway, and nothing on 127.0.0.1 (that is their own loopback). Its daemon,
+// not being in a container, reaches everything, e.g. a Registry for pulls.
 type Host struct {
 	Name     string         // the name given to StartHost
 	Socket   string         // unix socket path of its API
@@ -49,11 +50,12 @@ type Host struct {
 	IP       string         // 127.0.0.X, the default IP its published ports bind
 	Client   *client.Client // API client (version negotiated), closed on cleanup
 
-	Index  int    // X, unique among live hosts of all test processes
-	Bridge string // dm-br<X>, the default bridge of its containers
-	Subnet string // 10.250.X.0/24, the bridge's network
-	Dir    string // StateRoot/h<X>: data-root, exec-root, socket, pidfile, log
-	PID    int    // dockerd's process id
+	Index   int    // X, unique among live hosts of all test processes
+	Bridge  string // dm-br<X>, the default bridge of its containers
+	Subnet  string // 10.250.X.0/24, the bridge's network
+	Gateway string // 10.250.X.1, this machine as seen from its containers
+	Dir     string // StateRoot/h<X>: data-root, exec-root, socket, pidfile, log
+	PID     int    // dockerd's process id
 }
 
 // StartHost starts an extra dockerd and returns it once it answers and has
@@ -86,12 +88,13 @@ func StartHost(t testing.TB, name string) *Host {
 		t.Fatalf("testenv: StartHost %s: %v", name, err)
 	}
 	h := &Host{
-		Name:   name,
-		Index:  idx,
-		IP:     fmt.Sprintf("127.0.0.%d", idx),
-		Bridge: fmt.Sprintf("dm-br%d", idx),
-		Subnet: fmt.Sprintf("10.250.%d.0/24", idx),
-		Dir:    filepath.Join(StateRoot, fmt.Sprintf("h%d", idx)),
+		Name:    name,
+		Index:   idx,
+		IP:      fmt.Sprintf("127.0.0.%d", idx),
+		Bridge:  fmt.Sprintf("dm-br%d", idx),
+		Subnet:  fmt.Sprintf("10.250.%d.0/24", idx),
+		Gateway: fmt.Sprintf("10.250.%d.1", idx),
+		Dir:     filepath.Join(StateRoot, fmt.Sprintf("h%d", idx)),
 	}
 	h.Socket = filepath.Join(h.Dir, "docker.sock")
 	h.Endpoint = "unix://" + h.Socket
@@ -167,7 +170,7 @@ func (h *Host) start() (*daemonProc, error) {
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("write daemon config: %w", err)
 	}
-	gw := fmt.Sprintf("10.250.%d.1/24", h.Index)
+	gw := h.Gateway + "/24"
 	for _, args := range [][]string{
 		{"link", "add", "name", h.Bridge, "type", "bridge"},
 		{"addr", "add", gw, "dev", h.Bridge},

@@ -22,6 +22,8 @@ import (
 
 // BaseImage is the image every test image is built FROM. It holds a static
 // busybox and symlinks for busyboxApplets; nothing can be pulled in CI.
+// Beware: Debian's busybox-static `wget -T <secs>` dies with SIGSEGV (exit
+// 139); use plain `wget -q -O - URL` (or nc) in health checks.
 const BaseImage = "dockmaster-test/busybox:1"
 
 // busyboxPath is where Debian's busybox-static installs the binary.
