@@ -14,7 +14,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
 
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/internal/store"
@@ -48,7 +51,7 @@ func newRig(t *testing.T) *rig {
 
 // deployer makes a fresh Deployer (fresh engines) on db, as a restarted
 // dockmaster would.
-func (r *rig) deployer(t *testing.T, db deployer.Store) *deployer.Deployer {
+func (r *rig) deployer(t *testing.T, db deployer.Store, opts ...func(*deployer.Options)) *deployer.Deployer {
 	t.Helper()
 	var hosts []deployer.Host
 	for _, h := range r.hosts {
@@ -59,7 +62,11 @@ func (r *rig) deployer(t *testing.T, db deployer.Store) *deployer.Deployer {
 		t.Cleanup(func() { e.Close() })
 		hosts = append(hosts, deployer.Host{Name: h.Name, Address: h.IP, Engine: e})
 	}
-	d, err := deployer.New(deployer.Options{Env: env, Hosts: hosts, Store: db, StopGrace: time.Second, RunningGrace: 300 * time.Millisecond})
+	o := deployer.Options{Env: env, Hosts: hosts, Store: db, StopGrace: time.Second, RunningGrace: 300 * time.Millisecond}
+	for _, f := range opts {
+		f(&o)
+	}
+	d, err := deployer.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,6 +373,45 @@ func TestOnDocker(t *testing.T) {
 		if !after.State.Running || after.State.StartedAt != before.State.StartedAt || after.Config.Image != testenv.BaseImage {
 			t.Fatalf("foreign container was touched: %+v", after.State)
 		}
+	})
+
+	t.Run("PullsWithRegistryAuth", func(t *testing.T) {
+		reg := testenv.StartRegistryWithAuth(t, "ci", "s3cret")
+		ref := reg.Addr + "/web:1.0.0"
+		cred := registry.AuthConfig{Username: reg.User, Password: reg.Pass, ServerAddress: reg.Addr}
+		enc, err := registry.EncodeAuthConfig(cred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := r.hosts[0].Client
+		if err := src.ImageTag(ctx, "dockmaster-test/web:1.0.0", ref); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := src.ImagePush(ctx, ref, image.PushOptions{RegistryAuth: enc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil); err != nil {
+			t.Fatalf("push %s: %v", ref, err)
+		}
+		rc.Close()
+		if _, err := src.ImageRemove(ctx, ref, image.RemoveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		spec := webStack("pull", "1.0.0", 2)
+		spec.Services[0].Image = ref
+
+		anon := r.deployer(t, openStore(t))
+		if err := anon.Up(ctx, spec, deployer.DeployOptions{}); err == nil || !strings.Contains(err.Error(), "pull "+ref) {
+			t.Fatalf("pull without credentials: err = %v", err)
+		}
+		d := r.deployer(t, openStore(t), func(o *deployer.Options) {
+			o.Auth = func(img string) (registry.AuthConfig, bool) { return cred, strings.HasPrefix(img, reg.Addr+"/") }
+		})
+		if err := d.Up(ctx, spec, deployer.DeployOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		same(t, "pulled on both hosts", r.summary(t, "pull"), "pull-web-1 1.0.0 running@h1\npull-web-2 1.0.0 running@h2")
 	})
 
 	t.Run("ReconcilerReplacesKilled", func(t *testing.T) {
