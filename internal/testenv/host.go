@@ -43,6 +43,8 @@ const (
 // containers reach this machine's servers that listen on all addresses at
 // Gateway, and nothing on 127.0.0.1 (that is their own loopback). Its daemon,
 // not being in a container, reaches everything, e.g. a Registry for pulls.
+// User-defined networks created on it get /28 subnets of 10.251.X.0/24 (16
+// at most), so networks of different hosts never overlap.
 type Host struct {
 	Name     string         // the name given to StartHost
 	Socket   string         // unix socket path of its API
