@@ -46,6 +46,9 @@ func commands() []command {
 		{"serve", "run the dockmaster service", runServe},
 		{"version", "print version, commit and build date", runVersion},
 		{"config", "config check [file]: validate a config and print it, secrets redacted", runConfig},
+		{"user", "user create NAME [--admin] [--password-stdin]: add a local user", runUser},
+		{"key", "key create --env ENV|--account: make an API key (secret shown once)", runKey},
+		{"member", "member add|remove --env ENV --user NAME [--role ROLE]: grant a role", runMember},
 	}
 }
 

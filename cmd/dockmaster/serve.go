@@ -8,10 +8,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/dockmaster/dockmaster/internal/auth"
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/server"
@@ -81,6 +83,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	goLoop(inv.Run)
 
 	srv := server.New(log, map[string]server.ReadyChecker{"store": db})
+	// access: before any other group or route, so every route gets it.
+	authn, err := auth.New(auth.Options{Store: db, Config: cfg.Auth, PublicURL: cfg.PublicURL,
+		StateDir: filepath.Dir(cfg.Store), Log: log})
+	if err != nil {
+		return err
+	}
+	if err := authn.Bootstrap(ctx); err != nil {
+		return err
+	}
+	if err := srv.UseAccess(authn, db, cfg.Auth.TrustedProxies); err != nil {
+		return err
+	}
+	// end access
 	api := srv.Engine.Group("/api/v1")
 	(&server.EnvironmentAPI{Store: db, Inventory: inv}).Register(api)
 

@@ -31,6 +31,8 @@ type Config struct {
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	ShutdownTimeout Duration      `yaml:"shutdown_timeout"`
 	Environments    []Environment `yaml:"environments"`
+	// Auth is the access layer: bootstrap admin, sessions, signing key.
+	Auth Auth `yaml:"auth"`
 
 	file string // where it was loaded from, "" for defaults
 }
