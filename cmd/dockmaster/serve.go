@@ -98,6 +98,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// end access
 	api := srv.Engine.Group("/api/v1")
 	(&server.EnvironmentAPI{Store: db, Inventory: inv}).Register(api)
+	secured := authn.Routes(api)
+
+	// pipeline
+	engine, err := newPipeline(cfg, db, log)
+	if err != nil {
+		return err
+	}
+	goLoop(engine.Run)
+	(&server.RunAPI{Engine: engine, Store: db.Pipeline()}).Register(secured)
+	// end pipeline
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

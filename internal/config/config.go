@@ -33,6 +33,8 @@ type Config struct {
 	Environments    []Environment `yaml:"environments"`
 	// Auth is the access layer: bootstrap admin, sessions, signing key.
 	Auth Auth `yaml:"auth"`
+	// Pipeline: apps, Jenkins, the registry and the builder.
+	Pipeline Pipeline `yaml:"pipeline"`
 
 	file string // where it was loaded from, "" for defaults
 }
@@ -225,7 +227,7 @@ func (c *Config) validate(root *yaml.Node) error {
 			return at(err.Error(), "webhooks", "repo_secrets", r)
 		}
 	}
-	return nil
+	return c.validatePipeline(at)
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
