@@ -448,5 +448,3 @@ func (e *Engine) CreateTicket(ctx context.Context, app, branch, env, by string) 
 	}
 	return t, err
 }
-
-
