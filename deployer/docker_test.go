@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -36,6 +37,10 @@ func newRig(t *testing.T) *rig {
 	r := &rig{}
 	for _, name := range []string{"h1", "h2"} {
 		h := testenv.StartHost(t, name)
+		// Runs before the harness stops the host (cleanups are LIFO): dockerd
+		// leaves the bridges of user-defined networks behind when it stops,
+		// and leaked bridges exhaust the slot's address pool for later runs.
+		t.Cleanup(func() { removeOwned(t, h.Client) })
 		for _, v := range []string{"1.0.0", "1.0.1", "1.0.2"} {
 			testenv.HTTPServerImage(t, h.Client, v)
 		}
@@ -483,4 +488,30 @@ func inspect(t *testing.T, cli *client.Client, id string) container.InspectRespo
 		t.Fatal(err)
 	}
 	return in
+}
+
+// removeOwned removes the containers and networks the tests made on cli.
+func removeOwned(t *testing.T, cli *client.Client) {
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", deployer.LabelEnv+"="+env))
+	list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	for _, c := range list {
+		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	for _, n := range nets {
+		if err := cli.NetworkRemove(ctx, n.ID); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
 }
