@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,10 +15,13 @@ import (
 	"time"
 
 	"github.com/dockmaster/dockmaster/internal/auth"
+	"github.com/gin-gonic/gin"
+
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/server"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/templates"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -99,6 +103,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	api := srv.Engine.Group("/api/v1")
 	(&server.EnvironmentAPI{Store: db, Inventory: inv}).Register(api)
 	secured := authn.Routes(api)
+	root := authn.Routes(&srv.Engine.RouterGroup)
+	root.Public(http.MethodGet, "/static/*filepath", "stylesheet and scripts of the pages",
+		gin.WrapH(http.StripPrefix("/static/", http.FileServer(http.FS(templates.Static())))))
 
 	// pipeline
 	engine, err := newPipeline(cfg, db, log)
