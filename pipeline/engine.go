@@ -91,6 +91,11 @@ type Options struct {
 	OnTicket func(Ticket)
 	// OnTransition observes the engine's own time per transition (metrics).
 	OnTransition func(stage string, d time.Duration)
+	// CrashPoint is called at the points where a crash is hardest to
+	// recover from (after an external side effect, before it is recorded):
+	// "jenkins-triggered", "image-pushed", "ticket-created". Crash tests
+	// make it kill the process; nil in production.
+	CrashPoint func(point string)
 }
 
 // Engine drives runs through their stages. Create with NewEngine, start
@@ -334,6 +339,12 @@ func (e *Engine) startRuns(ctx context.Context, eventID int64, p webhooks.Push) 
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
+}
+
+func (e *Engine) crashPoint(point string) {
+	if e.o.CrashPoint != nil {
+		e.o.CrashPoint(point)
+	}
 }
 
 func (e *Engine) observe(stage string, start time.Time) {

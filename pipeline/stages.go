@@ -114,6 +114,7 @@ func (e *Engine) stepJenkins(ctx context.Context, r Run, a *App, st Stage, cfg S
 			}
 			st.External["queue"] = q.URL
 			e.o.Log.Info("jenkins job triggered", "run", r.ID, "job", cfg.Job, "queue", q.URL)
+			e.crashPoint("jenkins-triggered")
 		}
 		if err := e.saveStage(ctx, st); err != nil {
 			return st, err
@@ -326,6 +327,7 @@ func (e *Engine) stepDocker(ctx context.Context, r Run, a *App, st Stage, cfg St
 		}
 		return e.finishStage(ctx, st, StageFailed, err.Error())
 	}
+	e.crashPoint("image-pushed")
 	if err := e.o.Store.SetRunImage(ctx, r.ID, res.Image, res.Digest); err != nil {
 		return st, err
 	}
@@ -362,6 +364,7 @@ func (e *Engine) stepTicket(ctx context.Context, r Run, a *App) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	e.crashPoint("ticket-created")
 	if st.State == StageRunning {
 		st.Links = map[string]string{"ticket": t.Key}
 		if _, err := e.finishStage(ctx, st, StageSucceeded, ""); err != nil && !errors.Is(err, ErrConflict) {

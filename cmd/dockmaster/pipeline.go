@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -56,6 +58,15 @@ func newPipeline(cfg *config.Config, db *store.DB, log *slog.Logger) (*pipeline.
 	git := pipeline.NewGitCache(filepath.Join(dataDir, "git"))
 	o.Builder = &pipeline.DockerBuilder{Docker: docker, Git: git, Auth: pipeline.RegistryAuth{Username: pc.Registry.Username, Password: regPass}}
 	o.Tester = &pipeline.DockerTester{Docker: docker, Git: git, WorkDir: filepath.Join(dataDir, "checkouts")}
+	if point := envOr("", "DOCKMASTER_CRASH_AT"); point != "" {
+		// Test hook: die as a crash would, at a named point (see pipeline.Options.CrashPoint).
+		o.CrashPoint = func(p string) {
+			if p == point {
+				log.Warn("crashing on purpose", "point", p)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
+	}
 	e, err := pipeline.NewEngine(o)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("pipeline: %w", err)}
