@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/dockmaster/dockmaster/internal/config"
+	"github.com/dockmaster/dockmaster/internal/fleet"
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/server"
 	"github.com/dockmaster/dockmaster/internal/store"
@@ -115,6 +116,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	goLoop(engine.Run)
 	(&server.RunAPI{Engine: engine, Store: db.Pipeline()}).Register(secured)
 	// end pipeline
+
+	// stacks: the one fleet of per-environment deployers (reuse
+	// `deployers` for anything that acts on containers); jobs run in the
+	// loops' context so a shutdown interrupts them resumably.
+	deployers := fleet.New(fleet.Options{Store: db})
+	defer deployers.Close()
+	(&server.StackAPI{Fleet: deployers, Store: db, Base: loops}).Register(secured)
+	// end stacks
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dockmaster/dockmaster/internal/auth"
 	"github.com/dockmaster/dockmaster/internal/config"
+	"github.com/dockmaster/dockmaster/internal/fleet"
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/store"
 )
@@ -88,6 +89,7 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 	}
 	api := srv.Engine.Group("/api/v1")
 	(&EnvironmentAPI{Store: db, Inventory: inventory.New(db, log, time.Hour)}).Register(api)
+	(&StackAPI{Fleet: fleet.New(fleet.Options{Store: db}), Store: db}).Register(a.Routes(api))
 	return &accessServer{t: t, srv: srv, auth: a, db: db, logs: logs, dir: dir}
 }
 
