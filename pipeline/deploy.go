@@ -157,6 +157,8 @@ type DeployStore interface {
 	DueSchedules(ctx context.Context, now time.Time) ([]Schedule, error)
 	// ClaimSchedule moves a waiting schedule due at dueAt to claimed.
 	ClaimSchedule(ctx context.Context, ticket string, dueAt time.Time, by string) error
+	// TakeOverSchedule moves a claimed schedule from one replica to another.
+	TakeOverSchedule(ctx context.Context, ticket, from, by string) error
 
 	// AddVote records v; a second vote of the same voter on the same
 	// ticket and stage wraps ErrAlreadyVoted.
@@ -223,6 +225,8 @@ type Deploys struct {
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	busy map[string]bool // tickets being deployed by this process
+	// resumed: the first Tick has restarted this replica's interrupted deploys.
+	resumed bool
 }
 
 // NewDeploys checks o and fills defaults.
@@ -412,17 +416,23 @@ func (d *Deploys) Tick(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	d.mu.Lock()
+	first := !d.resumed
+	d.resumed = true
+	d.mu.Unlock()
 	deploying, err := d.o.Store.Tickets(ctx, TicketFilter{States: []TicketState{TicketDeploying}, Limit: 10000})
 	if err != nil {
 		return err
 	}
 	for _, t := range deploying {
 		if s, err := d.o.Store.GetSchedule(ctx, t.Key); err == nil && s.ClaimedBy == d.o.ID {
-			d.start(ctx, t) // ours and interrupted (a no-op while it runs)
+			if first {
+				d.start(ctx, t) // ours, interrupted by a restart
+			}
 		} else if err == nil && s.ClaimedBy != "" && now.Sub(s.DueAt) > time.Hour {
 			// Claimed by a replica that has not finished within an hour:
 			// resume it here; Deploy is idempotent.
-			if err := d.o.Store.ClaimSchedule(ctx, t.Key, s.DueAt, d.o.ID); err == nil {
+			if err := d.o.Store.TakeOverSchedule(ctx, t.Key, s.ClaimedBy, d.o.ID); err == nil {
 				d.start(ctx, t)
 			}
 		}

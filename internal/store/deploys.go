@@ -83,9 +83,14 @@ func (s deployStore) DueSchedules(ctx context.Context, now time.Time) ([]pipelin
 
 func (s deployStore) ClaimSchedule(ctx context.Context, ticket string, dueAt time.Time, by string) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE deploy_schedules SET state = 'claimed', claimed_by = ?, updated_at = ?
-		WHERE ticket = ? AND due_at = ? AND (state = 'waiting' OR (state = 'claimed' AND claimed_by <> ?))`,
-		by, dTime(time.Now()), ticket, dTime(dueAt), by)
+		WHERE ticket = ? AND due_at = ? AND state = 'waiting'`, by, dTime(time.Now()), ticket, dTime(dueAt))
 	return pipelineConflict(affected(res, err, "claim schedule "+ticket))
+}
+
+func (s deployStore) TakeOverSchedule(ctx context.Context, ticket, from, by string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE deploy_schedules SET claimed_by = ?, updated_at = ?
+		WHERE ticket = ? AND state = 'claimed' AND claimed_by = ?`, by, dTime(time.Now()), ticket, from)
+	return pipelineConflict(affected(res, err, "take over schedule "+ticket))
 }
 
 func (s deployStore) AddVote(ctx context.Context, v pipeline.Vote) error {

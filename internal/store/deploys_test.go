@@ -33,9 +33,15 @@ func TestDeployStoreConditionalWrites(t *testing.T) {
 	if got, _ := s.DueSchedules(ctx, due); len(got) != 0 {
 		t.Errorf("claimed still due: %v", got)
 	}
-	// A stale claim by another replica may be taken over, not one's own.
-	if err := s.ClaimSchedule(ctx, "DEPLOY-1", due, "b"); err != nil {
+	if err := s.ClaimSchedule(ctx, "DEPLOY-1", due, "b"); !errors.Is(err, pipeline.ErrConflict) {
+		t.Errorf("claim by another replica: %v", err)
+	}
+	// A stale claim is taken over only from the replica that holds it.
+	if err := s.TakeOverSchedule(ctx, "DEPLOY-1", "a", "b"); err != nil {
 		t.Errorf("takeover: %v", err)
+	}
+	if err := s.TakeOverSchedule(ctx, "DEPLOY-1", "a", "c"); !errors.Is(err, pipeline.ErrConflict) {
+		t.Errorf("second takeover: %v", err)
 	}
 
 	v := pipeline.Vote{Ticket: "DEPLOY-1", Stage: pipeline.ApprovalFinish, Voter: "alice", Approve: true, At: due}
