@@ -29,7 +29,11 @@ import (
 // run as background jobs (see Jobs) so a client that goes away, or asked to
 // detach, does not cancel a half-done upgrade.
 type StackAPI struct {
-	Fleet Deployers // declared in status.go
+	// Fleet is internal/fleet.Fleet (same shape as status.go's Deployers,
+	// declared here so this file stands alone).
+	Fleet interface {
+		Deployer(ctx context.Context, env string) (*deployer.Deployer, error)
+	}
 	// Store is read for the stored service states (cheap listings and the
 	// pre-checks that answer 409 before a job starts).
 	Store deployer.Store
