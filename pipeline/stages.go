@@ -45,10 +45,17 @@ func (e *Engine) stepStage(ctx context.Context, r Run, a *App, name string, cfg 
 func (e *Engine) afterStage(ctx context.Context, r Run, a *App, st Stage, next RunState) (bool, error) {
 	switch st.State {
 	case StageSucceeded, StageSkipped:
-		if st.Name == StageBuild && r.Image == "" && a.Image != "" {
-			// No executor reported an image: the conventional tag is the version.
-			if err := e.o.Store.SetRunImage(ctx, r.ID, a.Image+":"+r.Version, r.Digest); err != nil {
+		if st.Name == StageBuild && a.Image != "" {
+			// r predates the stage: the executor may have recorded an image since.
+			cur, err := e.o.Store.Run(ctx, r.ID)
+			if err != nil {
 				return false, err
+			}
+			if cur.Image == "" {
+				// No executor reported an image: the conventional tag is the version.
+				if err := e.o.Store.SetRunImage(ctx, r.ID, a.Image+":"+r.Version, cur.Digest); err != nil {
+					return false, err
+				}
 			}
 		}
 		return true, e.o.Store.TransitionRun(ctx, r.ID, r.State, next, "")

@@ -145,13 +145,27 @@ func (n *notifier) loop() {
 	}
 }
 
+// SetNotify points the Notification plugin at url (with headers) from now
+// on, for tests that learn the receiver's address after the emulator starts.
+func (s *Server) SetNotify(url string, headers http.Header) {
+	s.mu.Lock()
+	s.opts.NotifyURL = url
+	s.mu.Unlock()
+	s.notifier.mu.Lock()
+	s.notifier.url, s.notifier.headers = url, headers.Clone()
+	s.notifier.mu.Unlock()
+}
+
 func (n *notifier) deliver(x *Notification) {
-	req, err := http.NewRequestWithContext(n.ctx, http.MethodPost, n.url, bytes.NewReader(x.Body))
+	n.mu.Lock()
+	url, headers := n.url, n.headers
+	n.mu.Unlock()
+	req, err := http.NewRequestWithContext(n.ctx, http.MethodPost, url, bytes.NewReader(x.Body))
 	if err != nil {
 		x.Err = err
 		return
 	}
-	for k, vs := range n.headers {
+	for k, vs := range headers {
 		for _, v := range vs {
 			req.Header.Add(k, v)
 		}
