@@ -1,0 +1,210 @@
+// Package deploys connects pipeline.Deploys to the world: the built-in
+// deployer (compose files from the app's repository at the ticket's commit,
+// loaded with deployer/compose, run by the environment's
+// *deployer.Deployer) or a Jenkins deploy job, and the config's policies.
+package deploys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/dockmaster/dockmaster/deployer"
+	"github.com/dockmaster/dockmaster/deployer/compose"
+	"github.com/dockmaster/dockmaster/pipeline"
+)
+
+// Commits reads a commit's tree (*pipeline.GitCache implements it).
+type Commits interface {
+	File(ctx context.Context, a *pipeline.App, commit, name string) ([]byte, error)
+}
+
+// GitFiles reads files at a commit through a GitCache.
+type GitFiles struct{ Cache *pipeline.GitCache }
+
+// File returns name at commit of a's repository; os.ErrNotExist (wrapped)
+// when the commit has no such file.
+func (g GitFiles) File(ctx context.Context, a *pipeline.App, commit, name string) ([]byte, error) {
+	c, err := g.Cache.Commit(ctx, a.Repo.URL, a.Repo.Username, a.Repo.Password, "", commit)
+	if err != nil {
+		return nil, err
+	}
+	f, err := c.File(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s at %.7s: %w (%w)", name, commit, err, os.ErrNotExist)
+	}
+	s, err := f.Contents()
+	return []byte(s), err
+}
+
+// Builtin deploys with the built-in deployer of one environment.
+type Builtin struct {
+	Deployer *deployer.Deployer
+	Apps     func(name string) (*pipeline.App, bool)
+	Files    Commits // nil: only FallbackDir is used
+	// Stacks maps app -> stack name; default the app name lower-cased.
+	Stacks map[string]string
+}
+
+// StackName is the stack an app deploys as.
+func (b *Builtin) StackName(app string) string {
+	if s := b.Stacks[app]; s != "" {
+		return s
+	}
+	return strings.ToLower(app)
+}
+
+// files finds docker-compose.yml and rancher-compose.yml: in the
+// repository at the ticket's commit, else in the app's FallbackDir.
+func (b *Builtin) files(ctx context.Context, a *pipeline.App, t pipeline.Ticket) (composeName string, dc, rc []byte, err error) {
+	dir := a.ComposeDir
+	if dir == "" {
+		dir = "docker"
+	}
+	if b.Files != nil && t.Commit != "" && (a.Repo.URL != "") {
+		dc, err = b.Files.File(ctx, a, t.Commit, path.Join(dir, "docker-compose.yml"))
+		if err == nil {
+			rc, rerr := b.Files.File(ctx, a, t.Commit, path.Join(dir, "rancher-compose.yml"))
+			if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return "", nil, nil, rerr
+			}
+			return path.Join(dir, "docker-compose.yml") + "@" + t.Commit, dc, rc, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) || a.FallbackDir == "" {
+			return "", nil, nil, err
+		}
+	}
+	if a.FallbackDir == "" {
+		return "", nil, nil, fmt.Errorf("app %s: no compose files: no commit on the ticket and no fallback_dir", a.Name)
+	}
+	name := filepath.Join(a.FallbackDir, "docker-compose.yml")
+	if dc, err = os.ReadFile(name); err != nil {
+		return "", nil, nil, fmt.Errorf("app %s: %w", a.Name, err)
+	}
+	rc, err = os.ReadFile(filepath.Join(a.FallbackDir, "rancher-compose.yml"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", nil, nil, err
+	}
+	return name, dc, rc, nil
+}
+
+// Deploy loads the stack with VERSION = the ticket's version and upgrades it.
+func (b *Builtin) Deploy(ctx context.Context, t pipeline.Ticket) (pipeline.DeployOutcome, error) {
+	a, ok := b.Apps(t.App)
+	if !ok {
+		return pipeline.DeployOutcome{}, fmt.Errorf("app %s is not configured", t.App)
+	}
+	name, dc, rc, err := b.files(ctx, a, t)
+	if err != nil {
+		return pipeline.DeployOutcome{}, err
+	}
+	vars := map[string]string{"VERSION": t.Version}
+	if t.Image != "" {
+		vars["IMAGE"] = t.ImageRef()
+	}
+	spec, err := compose.Load(ctx, compose.Options{StackName: b.StackName(t.App), ComposeFile: name, ComposeBytes: dc,
+		RancherBytes: rc, RancherFile: "rancher-compose.yml", Variables: vars})
+	if err != nil {
+		return pipeline.DeployOutcome{}, err
+	}
+	err = b.Deployer.Upgrade(ctx, *spec, deployer.DeployOptions{Version: t.Version, Compose: string(dc), Rancher: string(rc), Variables: vars})
+	if err != nil && !errors.Is(err, deployer.ErrUpgradeHeld) {
+		return pipeline.DeployOutcome{}, err
+	}
+	// Look at what is held: after a crash the upgrade may already be held
+	// (ErrUpgradeHeld), which is success only if it holds this version.
+	st, serr := b.Deployer.Status(ctx, spec.Name)
+	if serr != nil {
+		return pipeline.DeployOutcome{}, serr
+	}
+	out := pipeline.DeployOutcome{}
+	for _, s := range st.Services {
+		if s.State == deployer.StateUpgraded {
+			if s.Version != t.Version {
+				return out, fmt.Errorf("%s/%s holds version %s: %w", spec.Name, s.Name, s.Version, deployer.ErrUpgradeHeld)
+			}
+			out.Held, out.FromVersion = true, s.OldVersion
+		}
+	}
+	if err != nil && !out.Held {
+		return out, err
+	}
+	return out, nil
+}
+
+// Finish confirms the held upgrade.
+func (b *Builtin) Finish(ctx context.Context, t pipeline.Ticket) error {
+	return b.Deployer.Finish(ctx, b.StackName(t.App), nil)
+}
+
+// Rollback restores the old containers.
+func (b *Builtin) Rollback(ctx context.Context, t pipeline.Ticket) error {
+	return b.Deployer.Rollback(ctx, b.StackName(t.App), nil)
+}
+
+// Health probes the new containers once.
+func (b *Builtin) Health(ctx context.Context, t pipeline.Ticket) (pipeline.Health, error) {
+	st, err := b.Deployer.Status(ctx, b.StackName(t.App))
+	if err != nil {
+		return pipeline.Health{}, err
+	}
+	h := pipeline.Health{Healthy: len(st.Services) > 0}
+	var bad []string
+	for _, s := range st.Services {
+		for _, c := range s.Containers {
+			if c.Version != s.Version {
+				continue // the old, stopped ones
+			}
+			h.Containers = append(h.Containers, fmt.Sprintf("%s/%s: %s", c.Host, c.Name, c.Health))
+		}
+		if s.Healthy < s.Scale {
+			h.Healthy = false
+			bad = append(bad, fmt.Sprintf("%s %d/%d healthy", s.Name, s.Healthy, s.Scale))
+		}
+	}
+	h.Detail = strings.Join(bad, "; ")
+	return h, nil
+}
+
+// TicketParam is the Jenkins parameter naming the ticket of a deploy job,
+// so the engine can route its Build events to Deploys.DeployFinished.
+const TicketParam = "DOCKMASTER_TICKET"
+
+// JenkinsJob deploys by triggering a Jenkins job with VERSION; its outcome
+// arrives later through Deploys.DeployFinished. Held upgrades, finish and
+// rollback are the job's business, so those are no-ops here.
+type JenkinsJob struct {
+	Jenkins pipeline.Jenkins
+	Job     string
+}
+
+// Deploy triggers the job unless a build for this ticket exists already.
+func (j *JenkinsJob) Deploy(ctx context.Context, t pipeline.Ticket) (pipeline.DeployOutcome, error) {
+	links := map[string]string{}
+	if f, err := j.Jenkins.FindBuild(ctx, j.Job, TicketParam, t.Key); err == nil && f != nil {
+		return pipeline.DeployOutcome{Pending: true, Links: links}, nil
+	}
+	_, err := j.Jenkins.Trigger(ctx, j.Job, map[string]string{"VERSION": t.Version, "ENVIRONMENT": t.Environment,
+		"APP": t.App, "GIT_COMMIT": t.Commit, TicketParam: t.Key})
+	if err != nil {
+		return pipeline.DeployOutcome{}, fmt.Errorf("jenkins job %s: %w", j.Job, err)
+	}
+	return pipeline.DeployOutcome{Pending: true, Links: links}, nil
+}
+
+// Finish is a no-op: the job finished its own deploy.
+func (j *JenkinsJob) Finish(context.Context, pipeline.Ticket) error { return nil }
+
+// Rollback is not offered by a deploy job.
+func (j *JenkinsJob) Rollback(context.Context, pipeline.Ticket) error {
+	return errors.New("rollback of a Jenkins deploy job: run the job with the previous VERSION")
+}
+
+// Health is unknown for a job.
+func (j *JenkinsJob) Health(context.Context, pipeline.Ticket) (pipeline.Health, error) {
+	return pipeline.Health{Healthy: true, Detail: "deployed by Jenkins job " + j.Job}, nil
+}
