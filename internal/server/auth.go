@@ -1,10 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"math"
 	"net/http"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/dockmaster/dockmaster/internal/auth"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/templates"
 )
 
 // UseAccess puts the access layer in front of every route registered from
@@ -34,7 +35,7 @@ func (s *Server) UseAccess(a *auth.Authenticator, db *store.DB, trustedProxies [
 		return fmt.Errorf("auth.trusted_proxies: %w", err)
 	}
 	s.Engine.Use(a.Middleware())
-	(&AccessAPI{Auth: a, Store: db}).Register(a.Routes(&s.Engine.RouterGroup))
+	(&AccessAPI{Auth: a, Store: db, Pages: templates.NewPages()}).Register(a.Routes(&s.Engine.RouterGroup))
 	declareCoreRoutes(a.Registry(), "/api/v1")
 	return nil
 }
@@ -57,6 +58,7 @@ func declareCoreRoutes(r *auth.Registry, prefix string) {
 type AccessAPI struct {
 	Auth  *auth.Authenticator
 	Store *store.DB
+	Pages *templates.Pages // the login page
 }
 
 // Register mounts the routes; rt is the root group.
@@ -103,24 +105,16 @@ func isJSON(c *gin.Context) bool {
 	return strings.HasPrefix(c.ContentType(), "application/json")
 }
 
-var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dockmaster: log in</title></head>
-<body><main><h1>dockmaster</h1>{{if .Failed}}<p role="alert">Wrong user name or password, or too many attempts.</p>{{end}}
-<form method="post" action="/login">
-<input type="hidden" name="next" value="{{.Next}}">
-<p><label>User <input name="user" autocomplete="username" required autofocus></label></p>
-<p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
-<p><button type="submit">Log in</button></p>
-</form></main></body></html>
-`))
-
 func (a *AccessAPI) loginPage(c *gin.Context) {
-	c.Status(http.StatusOK)
-	c.Header("Content-Type", "text/html; charset=utf-8")
-	_ = loginTmpl.Execute(c.Writer, struct {
+	var buf bytes.Buffer
+	if err := a.Pages.Render(&buf, "login", struct {
 		Next   string
 		Failed bool
-	}{safeNext(c.Query("next")), c.Query("failed") != ""})
+	}{safeNext(c.Query("next")), c.Query("failed") != ""}); err != nil {
+		internalError(c, err)
+		return
+	}
+	c.Data(http.StatusOK, "text/html; charset=utf-8", buf.Bytes())
 }
 
 // safeNext keeps post-login redirects on this site (no open redirect).
