@@ -35,6 +35,8 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Pipeline: apps, Jenkins, the registry and the builder.
 	Pipeline Pipeline `yaml:"pipeline"`
+	// Deploys: windows, approvals, held upgrades and their notifications.
+	Deploys Deploys `yaml:"deploys"`
 
 	file string // where it was loaded from, "" for defaults
 }

@@ -208,3 +208,31 @@ func (j *JenkinsJob) Rollback(context.Context, pipeline.Ticket) error {
 func (j *JenkinsJob) Health(context.Context, pipeline.Ticket) (pipeline.Health, error) {
 	return pipeline.Health{Healthy: true, Detail: "deployed by Jenkins job " + j.Job}, nil
 }
+
+// Targets picks each environment's target: its Jenkins deploy job when the
+// policy names one, else the built-in deployer from Deployers.
+type Targets struct {
+	Deployers func(ctx context.Context, env string) (*deployer.Deployer, error)
+	Apps      func(name string) (*pipeline.App, bool)
+	Files     Commits
+	Stacks    map[string]string
+	Jobs      func(env string) string
+	Jenkins   pipeline.Jenkins // nil: Jenkins jobs are refused
+}
+
+// Target implements DeploysOptions.Target.
+func (ts *Targets) Target(env string) (pipeline.Target, error) {
+	if ts.Jobs != nil {
+		if job := ts.Jobs(env); job != "" {
+			if ts.Jenkins == nil {
+				return nil, fmt.Errorf("environment %s deploys with jenkins job %s but no jenkins is configured", env, job)
+			}
+			return &JenkinsJob{Jenkins: ts.Jenkins, Job: job}, nil
+		}
+	}
+	d, err := ts.Deployers(context.Background(), env)
+	if err != nil {
+		return nil, err
+	}
+	return &Builtin{Deployer: d, Apps: ts.Apps, Files: ts.Files, Stacks: ts.Stacks}, nil
+}
