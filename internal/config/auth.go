@@ -39,19 +39,48 @@ type Auth struct {
 	// X-Forwarded-For is believed. Empty: none, the peer address is the
 	// client (so rate limits cannot be dodged with a forged header).
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// OIDC is reserved for single sign-on; not used yet.
+	// HostsTLSKey seals hosts' Docker TLS material and registration
+	// tokens at rest (AES-256-GCM; at least 32 characters). Unset: derived
+	// from the signing key, so changing that key makes stored host
+	// material unreadable (hosts must register again).
+	HostsTLSKey Secret `yaml:"hosts_tls_key"`
+	// OIDC is single sign-on through an OpenID Connect provider; off
+	// unless issuer is set.
 	OIDC OIDC `yaml:"oidc"`
 }
 
-// OIDC is an OpenID Connect identity provider for single sign-on.
+// OIDC is an OpenID Connect identity provider for single sign-on. Users
+// it logs in get roles from their groups, re-read at every login.
 type OIDC struct {
-	Issuer       string   `yaml:"issuer"`
-	ClientID     string   `yaml:"client_id"`
-	ClientSecret Secret   `yaml:"client_secret"`
-	Scopes       []string `yaml:"scopes"`
+	Issuer       string `yaml:"issuer"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret Secret `yaml:"client_secret"`
+	// RedirectURL is this dockmaster's callback as registered at the
+	// provider (default <public_url>/login/oidc/callback).
+	RedirectURL string   `yaml:"redirect_url"`
+	Scopes      []string `yaml:"scopes"`
+	// GroupsClaim is the id_token claim listing the user's groups
+	// (default "groups").
+	GroupsClaim string `yaml:"groups_claim"`
+	// UsernameClaim names the user (default "preferred_username", then
+	// "email", then the subject).
+	UsernameClaim string `yaml:"username_claim"`
 	// AdminGroup members become global admins.
 	AdminGroup string `yaml:"admin_group"`
+	// Groups maps a group to roles on environments. A user in no mapped
+	// group (and not in admin_group) gets no access.
+	Groups []OIDCGroup `yaml:"groups"`
 }
+
+// OIDCGroup grants members of Group the Role on Environment.
+type OIDCGroup struct {
+	Group       string `yaml:"group"`
+	Environment string `yaml:"environment"`
+	Role        string `yaml:"role"`
+}
+
+// Enabled reports whether single sign-on is configured.
+func (o OIDC) Enabled() bool { return o.Issuer != "" }
 
 // WithDefaults returns a with every unset field at its default.
 func (a Auth) WithDefaults() Auth {
@@ -74,9 +103,12 @@ func (a Auth) WithDefaults() Auth {
 }
 
 var authKeys = map[string]bool{"admin_user": true, "admin_password": true, "signing_key": true, "session_ttl": true,
-	"cookie_secure": true, "same_site": true, "login_attempts_per_minute": true, "trusted_proxies": true, "oidc": true}
+	"cookie_secure": true, "same_site": true, "login_attempts_per_minute": true, "trusted_proxies": true, "oidc": true, "hosts_tls_key": true}
 
-var oidcKeys = map[string]bool{"issuer": true, "client_id": true, "client_secret": true, "scopes": true, "admin_group": true}
+var oidcKeys = map[string]bool{"issuer": true, "client_id": true, "client_secret": true, "scopes": true, "admin_group": true,
+	"redirect_url": true, "groups_claim": true, "username_claim": true, "groups": true}
+
+var oidcGroupKeys = map[string]bool{"group": true, "environment": true, "role": true}
 
 // UnmarshalYAML decodes strictly and checks values, so that errors carry
 // the line of the offending key (the field is nested, so Config.validate
@@ -88,6 +120,13 @@ func (a *Auth) UnmarshalYAML(n *yaml.Node) error {
 	if o := child(n, "oidc"); o != nil {
 		if err := knownKeys(o, "auth.oidc", oidcKeys); err != nil {
 			return err
+		}
+		if g := child(o, "groups"); g != nil && g.Kind == yaml.SequenceNode {
+			for _, item := range g.Content {
+				if err := knownKeys(item, "auth.oidc.groups", oidcGroupKeys); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	type plain Auth // no methods: avoids recursion
@@ -106,7 +145,7 @@ func (a *Auth) UnmarshalYAML(n *yaml.Node) error {
 	if !validName(a.AdminUser) && a.AdminUser != "" {
 		return at("admin_user", fmt.Sprintf("user name %q: use letters, digits, ., - and _", a.AdminUser))
 	}
-	for key, s := range map[string]Secret{"admin_password": a.AdminPassword, "signing_key": a.SigningKey} {
+	for key, s := range map[string]Secret{"admin_password": a.AdminPassword, "signing_key": a.SigningKey, "hosts_tls_key": a.HostsTLSKey} {
 		if s.IsZero() {
 			continue
 		}
@@ -146,6 +185,63 @@ func (a *Auth) UnmarshalYAML(n *yaml.Node) error {
 	if !a.OIDC.ClientSecret.IsZero() {
 		if err := a.OIDC.ClientSecret.check(); err != nil {
 			return at("oidc", "client_secret: "+err.Error())
+		}
+	}
+	return a.checkOIDC(n)
+}
+
+// checkOIDC checks the single sign-on block; errors carry the line of
+// the offending key.
+func (a *Auth) checkOIDC(n *yaml.Node) error {
+	o := a.OIDC
+	on := child(n, "oidc")
+	at := func(node *yaml.Node, key, msg string) error {
+		line := n.Line
+		if node != nil {
+			line = node.Line
+			if k := keyNode(node, key); k != nil {
+				line = k.Line
+			}
+		}
+		return fmt.Errorf("line %d: auth.oidc.%s: %s", line, key, msg)
+	}
+	if !o.Enabled() {
+		if on != nil && len(on.Content) > 0 {
+			return at(on, "issuer", "required when auth.oidc is set")
+		}
+		return nil
+	}
+	if o.ClientID == "" {
+		return at(on, "client_id", "required")
+	}
+	if o.RedirectURL != "" {
+		u, err := url.Parse(o.RedirectURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return at(on, "redirect_url", fmt.Sprintf("want an http(s):// URL, got %q", o.RedirectURL))
+		}
+	}
+	var items []*yaml.Node
+	if on != nil {
+		if g := child(on, "groups"); g != nil {
+			items = g.Content
+		}
+	}
+	for i, g := range o.Groups {
+		var item *yaml.Node
+		if i < len(items) {
+			item = items[i]
+		}
+		key := fmt.Sprintf("groups[%d]", i)
+		switch {
+		case g.Group == "":
+			return at(item, "group", key+": group is required")
+		case !validName(g.Environment):
+			return at(item, "environment", fmt.Sprintf("%s: environment %q: use letters, digits, ., - and _", key, g.Environment))
+		}
+		switch g.Role {
+		case "owner", "member", "read-only", "restricted":
+		default:
+			return at(item, "role", fmt.Sprintf("%s: role %q: want owner, member, read-only or restricted", key, g.Role))
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ package fleet
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 
 	"github.com/dockmaster/dockmaster/deployer"
+	"github.com/dockmaster/dockmaster/internal/seal"
 	"github.com/dockmaster/dockmaster/internal/store"
 )
 
@@ -33,8 +35,36 @@ type Options struct {
 	Auth func(image string) (registry.AuthConfig, bool)
 	// Placer overrides the deployer's placement (default: the scheduler).
 	Placer deployer.Placer
-	// EngineFor makes a host's engine; default deployer.NewDockerEngine.
-	EngineFor func(h store.Host) (deployer.Engine, error)
+	// TLS gives a host's client TLS material (zero: none); default none.
+	// The material joins the rebuild key, so a host registered again with
+	// new certificates gets a new client. See SealedTLS.
+	TLS func(ctx context.Context, h store.Host) (seal.TLSMaterial, error)
+	// EngineFor makes a host's engine from its TLS configuration (nil:
+	// none); default DockerEngine.
+	EngineFor func(h store.Host, tlsCfg *tls.Config) (deployer.Engine, error)
+}
+
+// DockerEngine is the default EngineFor: a Docker API client.
+func DockerEngine(h store.Host, tlsCfg *tls.Config) (deployer.Engine, error) {
+	return deployer.NewDockerEngine(deployer.HostConfig{Name: h.Name, Endpoint: h.Endpoint, TLS: tlsCfg})
+}
+
+// SealedTLS is Options.TLS for material sealed at registration
+// (store.DB.HostTLS), opened with s for its host (seal.HostOwner).
+func SealedTLS(src interface {
+	HostTLS(ctx context.Context, env, endpoint string) ([]byte, error)
+}, s *seal.Sealer) func(context.Context, store.Host) (seal.TLSMaterial, error) {
+	return func(ctx context.Context, h store.Host) (seal.TLSMaterial, error) {
+		b, err := src.HostTLS(ctx, h.Environment, h.Endpoint)
+		if err != nil {
+			return seal.TLSMaterial{}, err
+		}
+		m, err := s.OpenTLS(b, seal.HostOwner(h.Environment, h.Endpoint))
+		if err != nil {
+			return m, fmt.Errorf("host %s TLS material: %w", h.Name, err)
+		}
+		return m, nil
+	}
 }
 
 // Fleet hands out per-environment deployers. Safe for concurrent use.
@@ -53,9 +83,7 @@ type entry struct {
 // New returns an empty fleet.
 func New(o Options) *Fleet {
 	if o.EngineFor == nil {
-		o.EngineFor = func(h store.Host) (deployer.Engine, error) {
-			return deployer.NewDockerEngine(deployer.HostConfig{Name: h.Name, Endpoint: h.Endpoint})
-		}
+		o.EngineFor = DockerEngine
 	}
 	return &Fleet{o: o, m: map[string]*entry{}}
 }
@@ -69,7 +97,15 @@ func (f *Fleet) Deployer(ctx context.Context, env string) (*deployer.Deployer, e
 	if err != nil {
 		return nil, err
 	}
-	key := hostsKey(hosts)
+	material := make([]seal.TLSMaterial, len(hosts))
+	if f.o.TLS != nil {
+		for i, h := range hosts {
+			if material[i], err = f.o.TLS(ctx, h); err != nil {
+				return nil, fmt.Errorf("environment %s: %w", env, err)
+			}
+		}
+	}
+	key := hostsKey(hosts, material)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if e, ok := f.m[env]; ok && e.key == key {
@@ -77,8 +113,15 @@ func (f *Fleet) Deployer(ctx context.Context, env string) (*deployer.Deployer, e
 	}
 	e := &entry{key: key}
 	var dh []deployer.Host
-	for _, h := range hosts {
-		eng, err := f.o.EngineFor(h)
+	for i, h := range hosts {
+		var tlsCfg *tls.Config
+		if !material[i].IsZero() {
+			if tlsCfg, err = material[i].Config(""); err != nil {
+				closeAll(e.eng)
+				return nil, fmt.Errorf("environment %s: host %s: %w", env, h.Name, err)
+			}
+		}
+		eng, err := f.o.EngineFor(h, tlsCfg)
 		if err != nil {
 			closeAll(e.eng)
 			return nil, fmt.Errorf("environment %s: %w", env, err)
@@ -99,8 +142,8 @@ func (f *Fleet) Deployer(ctx context.Context, env string) (*deployer.Deployer, e
 	return d, nil
 }
 
-func hostsKey(hosts []store.Host) string {
-	b, _ := json.Marshal(hosts)
+func hostsKey(hosts []store.Host, material []seal.TLSMaterial) string {
+	b, _ := json.Marshal([]any{hosts, material})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/fleet"
 	"github.com/dockmaster/dockmaster/internal/inventory"
+	"github.com/dockmaster/dockmaster/internal/seal"
 	"github.com/dockmaster/dockmaster/internal/store"
 )
 
@@ -88,7 +89,12 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 		t.Fatal(err)
 	}
 	api := srv.Engine.Group("/api/v1")
-	(&EnvironmentAPI{Store: db, Inventory: inventory.New(db, log, time.Hour)}).Register(api)
+	(&EnvironmentAPI{Store: db, Inventory: inventory.New(db, log, time.Hour), Auth: a}).Register(a.Routes(api))
+	sealer, err := seal.FromSecret(a.SigningKey(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&RegistrationAPI{Store: db, Sealer: sealer}).Register(a.Routes(api))
 	(&StackAPI{Fleet: fleet.New(fleet.Options{Store: db}), Store: db}).Register(a.Routes(api))
 	return &accessServer{t: t, srv: srv, auth: a, db: db, logs: logs, dir: dir}
 }
