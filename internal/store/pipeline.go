@@ -145,8 +145,7 @@ func (p pipelineStore) Run(ctx context.Context, id int64) (pipeline.Run, error) 
 }
 
 func (p pipelineStore) stages(ctx context.Context, runID int64) ([]pipeline.Stage, error) {
-	rows, err := p.db.QueryContext(ctx, `SELECT run_id, name, attempt, executor, state, started_at, finished_at, reason, external, links, log
-		FROM stages WHERE run_id = ? ORDER BY attempt, CASE name WHEN 'test' THEN 0 WHEN 'build' THEN 1 ELSE 2 END`, runID)
+	rows, err := p.db.QueryContext(ctx, `SELECT `+stageCols+` FROM stages WHERE run_id = ? ORDER BY attempt, CASE name WHEN 'test' THEN 0 WHEN 'build' THEN 1 ELSE 2 END`, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +283,18 @@ func timeText(t *time.Time) any {
 	return t.UTC().Format(timeFmt)
 }
 
+const stageCols = `run_id, name, attempt, executor, state, started_at, finished_at, reason, external, links, log`
+
 func (p pipelineStore) StartStage(ctx context.Context, s pipeline.Stage) (pipeline.Stage, bool, error) {
+	// Most calls find the stage already started: read first, so a waiting
+	// run does not take the write lock on every look.
+	got, err := scanStage(p.db.QueryRowContext(ctx, `SELECT `+stageCols+` FROM stages WHERE run_id = ? AND name = ? AND attempt = ?`, s.RunID, s.Name, s.Attempt))
+	if err == nil {
+		return got, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return s, false, err
+	}
 	if s.State == "" {
 		s.State = pipeline.StageRunning
 	}
@@ -300,8 +310,7 @@ func (p pipelineStore) StartStage(ctx context.Context, s pipeline.Stage) (pipeli
 		return s, false, fmt.Errorf("store: start stage %s of run %d: %w", s.Name, s.RunID, err)
 	}
 	n, _ := res.RowsAffected()
-	got, err := scanStage(p.db.QueryRowContext(ctx, `SELECT run_id, name, attempt, executor, state, started_at, finished_at, reason, external, links, log
-		FROM stages WHERE run_id = ? AND name = ? AND attempt = ?`, s.RunID, s.Name, s.Attempt))
+	got, err = scanStage(p.db.QueryRowContext(ctx, `SELECT `+stageCols+` FROM stages WHERE run_id = ? AND name = ? AND attempt = ?`, s.RunID, s.Name, s.Attempt))
 	return got, n > 0, err
 }
 
