@@ -49,8 +49,8 @@ func commands() []command {
 		{"user", "user create NAME [--admin] [--password-stdin]: add a local user", runUser},
 		{"key", "key create --env ENV|--account: make an API key (secret shown once)", runKey},
 		{"member", "member add|remove --env ENV --user NAME [--role ROLE]: grant a role", runMember},
-		{"env", "env create NAME | env list: environments (create needs an admin key)", runEnv},
-		{"host", "host register --token T --endpoint tcp://h:2376 [--tls-*] [--label k=v]: add a Docker host", runHost},
+		{"deliveries", "deliveries [list|show ID|replay ID]: received webhooks; replay one into the pipeline", runDeliveries},
+		{"bench", "bench webhooks [-n 5000] [-c 64]: measure webhook ingestion (bare vs durable)", runBench},
 	}
 }
 

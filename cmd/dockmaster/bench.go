@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/dockmaster/dockmaster/internal/config"
+	"github.com/dockmaster/dockmaster/internal/ingest"
+	"github.com/dockmaster/dockmaster/internal/ingest/loadgen"
+	"github.com/dockmaster/dockmaster/internal/server"
+	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/webhooks"
+)
+
+const benchSynopsis = "bench webhooks [-n 5000] [-c 64] [--batch-max 256] [--linger 0s] [--url URL --secret S [--store PATH]]"
+
+// Goals printed next to the figures (not asserted).
+const (
+	goalDurableOverBare = 0.5 // durable throughput >= 50% of bare
+	goalGroupOverOneTx  = 5.0 // group commit >= 5x one transaction per request
+	goalP99OverBare     = 2.0 // durable p99 <= 2x bare p99
+)
+
+type benchOptions struct {
+	n, c     int
+	batchMax int
+	linger   time.Duration
+	url      string
+	secret   string
+	store    string
+}
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "webhooks" {
+		return usagef("usage: dockmaster %s", benchSynopsis)
+	}
+	fs := newFlags("bench webhooks", benchSynopsis, stderr)
+	var o benchOptions
+	fs.IntVar(&o.n, "n", 5000, "hooks per scenario")
+	fs.IntVar(&o.c, "c", 64, "concurrent connections")
+	fs.IntVar(&o.batchMax, "batch-max", 256, "in-process: most deliveries per transaction in the group-commit scenario")
+	fs.DurationVar(&o.linger, "linger", 0, "in-process: wait this long for more deliveries when several are queued")
+	fs.StringVar(&o.url, "url", "", "fire at this running dockmaster instead of in-process servers")
+	fs.StringVar(&o.secret, "secret", "", "with --url: the github webhook secret it is configured with")
+	fs.StringVar(&o.store, "store", "", "with --url: its SQLite file, to verify every acknowledged delivery is stored once")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if o.n <= 0 || o.c <= 0 {
+		return usagef("-n and -c must be positive")
+	}
+	ctx := context.Background()
+	if o.url != "" {
+		if o.secret == "" {
+			return usagef("--url needs --secret (the server's webhooks.secrets.github)")
+		}
+		return benchRemote(ctx, o, stdout)
+	}
+	if o.store != "" || o.secret != "" {
+		return usagef("--secret and --store go with --url")
+	}
+	_, err := benchWebhooks(ctx, o, stdout)
+	return err
+}
+
+// benchReport holds the figures of one in-process run.
+type benchReport struct {
+	Bare, Group, OneTx loadgen.Stats
+}
+
+// benchSecret signs the in-process hooks.
+const benchSecret = "bench-secret"
+
+func benchHooks(prefix, secret string, n int) []loadgen.Hook {
+	hooks := make([]loadgen.Hook, n)
+	for i := range hooks {
+		hooks[i] = loadgen.GitHubPush(secret, "bench/app", fmt.Sprintf("%s-%06d", prefix, i), i)
+	}
+	return hooks
+}
+
+// benchWebhooks runs the three in-process scenarios, prints the table, the
+// ratios against the goals, and the store check. It fails only if an
+// acknowledged delivery is missing or stored twice.
+func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchReport, error) {
+	var rep benchReport
+	dir, err := os.MkdirTemp("", "dockmaster-bench-")
+	if err != nil {
+		return rep, err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(w, "webhook ingestion: %d signed GitHub pushes per scenario, %d connections, loopback HTTP\n\n", o.n, o.c)
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	bare := server.New(log, nil)
+	bare.Engine.POST("/webhooks/:provider", func(c *gin.Context) {
+		_, _ = io.Copy(io.Discard, c.Request.Body)
+		c.JSON(http.StatusAccepted, gin.H{"delivery": 0, "status": "accepted"})
+	})
+	if rep.Bare, _, err = benchScenario(ctx, bare.Engine, benchHooks("bare", benchSecret, o.n), o.c); err != nil {
+		return rep, err
+	}
+
+	scenarios := []struct {
+		name string
+		opts ingest.Options
+		out  *loadgen.Stats
+	}{
+		{"group", ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}, &rep.Group},
+		{"onetx", ingest.Options{MaxBatch: 1}, &rep.OneTx},
+	}
+	var problems []string
+	for _, sc := range scenarios {
+		db, err := store.Open(ctx, filepath.Join(dir, sc.name+".db"))
+		if err != nil {
+			return rep, err
+		}
+		hooks := benchHooks(sc.name, benchSecret, o.n)
+		stats, results, err := benchDurable(ctx, db, sc.opts, hooks, o.c, log)
+		if err == nil {
+			*sc.out = stats
+			err = verifyStored(ctx, db, results, w, sc.name)
+		}
+		db.Close()
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+
+	tw := newTable(w)
+	fmt.Fprintln(tw, "scenario\taccepted/s\tp50\tp99\tacknowledged")
+	row := func(name string, s loadgen.Stats) {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d/%d\n", name, s.PerSecond, roundDur(s.P50), roundDur(s.P99), s.Acknowledged, s.Sent)
+	}
+	row("bare gin handler (nothing stored)", rep.Bare)
+	row(fmt.Sprintf("durable, group commit (batch <= %d)", o.batchMax), rep.Group)
+	row("durable, one transaction per hook", rep.OneTx)
+	tw.Flush()
+	fmt.Fprintln(w)
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	goal := func(name string, got, want float64, atLeast bool) {
+		ok := got >= want
+		cmp := ">="
+		if !atLeast {
+			ok, cmp = got <= want, "<="
+		}
+		verdict := "met"
+		if !ok {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(w, "%-36s %6.2f   goal %s %.2f  %s\n", name, got, cmp, want, verdict)
+	}
+	goal("durable/bare throughput", ratio(rep.Group.PerSecond, rep.Bare.PerSecond), goalDurableOverBare, true)
+	goal("group/one-tx throughput", ratio(rep.Group.PerSecond, rep.OneTx.PerSecond), goalGroupOverOneTx, true)
+	goal(fmt.Sprintf("p99 durable/bare at %d conns", o.c), ratio(float64(rep.Group.P99), float64(rep.Bare.P99)), goalP99OverBare, false)
+	if len(problems) > 0 {
+		return rep, errors.New("bench: " + strings.Join(problems, "; "))
+	}
+	return rep, nil
+}
+
+// benchDurable serves the real receive path (webhooks.Parse, then the
+// committer) and fires hooks at it.
+func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks []loadgen.Hook, conc int, log *slog.Logger) (loadgen.Stats, []loadgen.Result, error) {
+	lookup, err := server.WebhookSecrets(config.Webhooks{Secrets: map[string]config.Secret{"github": config.NewSecret(benchSecret)}})
+	if err != nil {
+		return loadgen.Stats{}, nil, err
+	}
+	w := db.DeliveryWriter()
+	com := ingest.New(w, opts)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { com.Run(runCtx); w.Close(); close(done) }()
+	defer func() { stop(); <-done }()
+	srv := server.New(log, nil)
+	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: lookup}), Ingest: com, Log: log}).Register(srv.Engine)
+	return benchScenario(ctx, srv.Engine, hooks, conc)
+}
+
+// benchScenario serves h on a loopback port, warms up, fires hooks and
+// returns their stats and results.
+func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, conc int) (loadgen.Stats, []loadgen.Result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return loadgen.Stats{}, nil, err
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	defer hs.Close()
+	target := "http://" + ln.Addr().String() + "/webhooks/github"
+	client := loadgen.NewClient(conc)
+	defer client.CloseIdleConnections()
+	// Warm-up: open the connections and the code paths (distinct ids).
+	warm := benchHooks(fmt.Sprintf("warmup-%p", hooks), benchSecret, min(len(hooks), 4*conc))
+	loadgen.Fire(ctx, client, target, warm, conc)
+	start := time.Now()
+	results := loadgen.Fire(ctx, client, target, hooks, conc)
+	return loadgen.Summarize(results, time.Since(start)), results, nil
+}
+
+// verifyStored checks every acknowledged delivery is in db exactly once.
+func verifyStored(ctx context.Context, db *store.DB, results []loadgen.Result, w io.Writer, name string) error {
+	stored := map[string]int{}
+	rows, err := db.QueryContext(ctx, `SELECT delivery_id, duplicates FROM deliveries WHERE provider = 'github'`)
+	if err != nil {
+		return fmt.Errorf("%s: verify: %w", name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var dups int
+		if err := rows.Scan(&id, &dups); err != nil {
+			return fmt.Errorf("%s: verify: %w", name, err)
+		}
+		stored[id]++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: verify: %w", name, err)
+	}
+	var acked, missing, twice int
+	for _, r := range results {
+		if !r.Acknowledged() {
+			continue
+		}
+		acked++
+		switch stored[r.DeliveryID] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			twice++
+		}
+	}
+	fmt.Fprintf(w, "%s: %d acknowledged, %d stored exactly once, %d missing, %d stored more than once\n",
+		name, acked, acked-missing-twice, missing, twice)
+	if missing > 0 || twice > 0 {
+		return fmt.Errorf("%s: %d acknowledged deliveries missing, %d stored more than once", name, missing, twice)
+	}
+	return nil
+}
+
+// benchRemote fires at a running dockmaster and, given its store, verifies.
+func benchRemote(ctx context.Context, o benchOptions, w io.Writer) error {
+	target := strings.TrimRight(o.url, "/") + "/webhooks/github"
+	prefix := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	hooks := benchHooks(prefix, o.secret, o.n)
+	client := loadgen.NewClient(o.c)
+	start := time.Now()
+	results := loadgen.Fire(ctx, client, target, hooks, o.c)
+	s := loadgen.Summarize(results, time.Since(start))
+	fmt.Fprintf(w, "%s: %d hooks, %d connections: %.0f accepted/s, p50 %s, p99 %s, %d/%d acknowledged\n",
+		target, o.n, o.c, s.PerSecond, roundDur(s.P50), roundDur(s.P99), s.Acknowledged, s.Sent)
+	for _, r := range results {
+		if !r.Acknowledged() {
+			fmt.Fprintf(w, "first failure: %s: status %d, %v\n", r.DeliveryID, r.Status, r.Err)
+			break
+		}
+	}
+	if o.store == "" {
+		return nil
+	}
+	db, err := store.Open(ctx, o.store)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return verifyStored(ctx, db, results, w, "store "+o.store)
+}
+
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d > 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d > 10*time.Microsecond:
+		return d.Round(time.Microsecond)
+	}
+	return d
+}

@@ -1,0 +1,232 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dockmaster/dockmaster/internal/store"
+)
+
+func openStore(t *testing.T) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func delivery(id string) store.NewDelivery {
+	return store.NewDelivery{Provider: "github", DeliveryID: id, Verdict: store.VerdictAccepted, Body: []byte("{}"),
+		EventKind: "push", Event: json.RawMessage(`{"Kind":"push"}`), Actionable: true}
+}
+
+// recorder wraps a writer and records batch sizes.
+type recorder struct {
+	BatchWriter
+	mu    sync.Mutex
+	sizes []int
+	fail  error
+}
+
+func (r *recorder) InsertDeliveries(ctx context.Context, ds []store.NewDelivery) ([]store.InsertResult, error) {
+	r.mu.Lock()
+	r.sizes = append(r.sizes, len(ds))
+	fail := r.fail
+	r.mu.Unlock()
+	if fail != nil {
+		return nil, fail
+	}
+	return r.BatchWriter.InsertDeliveries(ctx, ds)
+}
+
+func (r *recorder) batches() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.sizes...)
+}
+
+func start(t *testing.T, c *Committer) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+// waitPending waits until n submissions are queued.
+func waitPending(t *testing.T, c *Committer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.pending() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d submissions queued", c.pending(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type answer struct {
+	res store.InsertResult
+	err error
+}
+
+func submitAll(c *Committer, ids []string) []chan answer {
+	out := make([]chan answer, len(ids))
+	for i, id := range ids {
+		out[i] = make(chan answer, 1)
+		go func() {
+			r, err := c.Submit(context.Background(), delivery(id))
+			out[i] <- answer{r, err}
+		}()
+	}
+	return out
+}
+
+func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
+	db := openStore(t)
+	rec := &recorder{BatchWriter: db}
+	var commits atomic.Int32
+	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
+	// Queue everything before the committer runs, so it is one batch.
+	answers := submitAll(c, []string{"a", "b", "a", "c"})
+	waitPending(t, c, 4)
+	stop := start(t, c)
+	defer stop()
+	var dups, news int
+	for _, ch := range answers {
+		a := <-ch
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		if a.res.Duplicate {
+			dups++
+		} else {
+			news++
+		}
+	}
+	if dups != 1 || news != 3 {
+		t.Errorf("%d duplicates, %d new; want 1, 3", dups, news)
+	}
+	if got := rec.batches(); len(got) != 1 || got[0] != 4 {
+		t.Errorf("batches %v, want [4]", got)
+	}
+	if commits.Load() != 1 {
+		t.Errorf("OnCommit ran %d times, want 1", commits.Load())
+	}
+	var n int
+	db.QueryRow(`SELECT COUNT(*) FROM deliveries`).Scan(&n)
+	if n != 3 {
+		t.Errorf("%d rows, want 3", n)
+	}
+}
+
+func TestMaxBatch(t *testing.T) {
+	rec := &recorder{BatchWriter: openStore(t)}
+	c := New(rec, Options{MaxBatch: 1})
+	answers := submitAll(c, []string{"a", "b", "c"})
+	waitPending(t, c, 3)
+	stop := start(t, c)
+	defer stop()
+	for _, ch := range answers {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	if got := rec.batches(); len(got) != 3 || got[0] != 1 || got[1] != 1 || got[2] != 1 {
+		t.Errorf("batches %v, want [1 1 1]", got)
+	}
+}
+
+func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
+	boom := errors.New("disk on fire")
+	rec := &recorder{BatchWriter: openStore(t), fail: boom}
+	var commits atomic.Int32
+	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
+	answers := submitAll(c, []string{"a", "b", "c"})
+	waitPending(t, c, 3)
+	stop := start(t, c)
+	defer stop()
+	for _, ch := range answers {
+		if a := <-ch; !errors.Is(a.err, boom) {
+			t.Errorf("answer %+v, want %v", a, boom)
+		}
+	}
+	if commits.Load() != 0 {
+		t.Error("OnCommit ran after a failed batch")
+	}
+}
+
+// TestStopDrains: whatever was submitted before the stop is committed and
+// answered; submissions after it fail with ErrStopped.
+func TestStopDrains(t *testing.T) {
+	db := openStore(t)
+	c := New(db, Options{MaxBatch: 8})
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	answers := submitAll(c, ids)
+	waitPending(t, c, len(ids))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run sees a canceled context straight away: only the drain runs.
+	c.Run(ctx)
+	for _, ch := range answers {
+		if a := <-ch; a.err != nil || a.res.ID == 0 {
+			t.Fatalf("answer %+v", a)
+		}
+	}
+	var n int
+	db.QueryRow(`SELECT COUNT(*) FROM deliveries`).Scan(&n)
+	if n != len(ids) {
+		t.Errorf("%d rows after drain, want %d", n, len(ids))
+	}
+	if _, err := c.Submit(context.Background(), delivery("late")); !errors.Is(err, ErrStopped) {
+		t.Errorf("late submit: %v, want ErrStopped", err)
+	}
+}
+
+func TestConcurrentSubmitters(t *testing.T) {
+	db := openStore(t)
+	w := db.DeliveryWriter()
+	defer w.Close()
+	rec := &recorder{BatchWriter: w}
+	c := New(rec, Options{Linger: 200 * time.Microsecond})
+	stop := start(t, c)
+	defer stop()
+	const n = 200
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Submit(context.Background(), delivery(fmt.Sprint(i%150))); err != nil {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d submits failed", failed.Load())
+	}
+	var rows, dups int
+	db.QueryRow(`SELECT COUNT(*), SUM(duplicates) FROM deliveries`).Scan(&rows, &dups)
+	if rows != 150 || dups != 50 {
+		t.Errorf("%d rows, %d duplicates; want 150, 50", rows, dups)
+	}
+	total := 0
+	for _, s := range rec.batches() {
+		total += s
+	}
+	if total != n {
+		t.Errorf("batches hold %d deliveries, want %d", total, n)
+	}
+}

@@ -1,0 +1,472 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Verdict is what dockmaster made of a delivery.
+type Verdict string
+
+// Verdicts. Duplicate is never stored: a second copy of a delivery is counted
+// on the original row (Duplicates) and answered with VerdictDuplicate.
+const (
+	VerdictAccepted  Verdict = "accepted"
+	VerdictIgnored   Verdict = "ignored"
+	VerdictPing      Verdict = "ping"
+	VerdictDuplicate Verdict = "duplicate"
+)
+
+// ErrNotActionable is returned (wrapped) when replaying a delivery that never
+// produced an event (ignored, ping, branch deletion).
+var ErrNotActionable = errors.New("delivery is not actionable")
+
+// NewDelivery is one received hook to record. The caller serializes the
+// event (and may call Encode) so that the single committing goroutine does
+// as little as possible.
+type NewDelivery struct {
+	Provider   string
+	DeliveryID string
+	EventName  string
+	Repository string
+	Verdict    Verdict
+	Reason     string
+	Headers    http.Header // already redacted
+	Body       []byte
+	EventKind  string
+	Event      json.RawMessage // JSON webhooks.Event; nil when ignored
+	// Actionable gives the delivery an events row for the pipeline engine.
+	Actionable bool
+
+	headersJSON []byte // set by Encode
+}
+
+// Encode serializes the headers ahead of InsertDeliveries, on the caller's
+// goroutine. Calling it is optional.
+func (d *NewDelivery) Encode() error {
+	b, err := json.Marshal(nonNilHeader(d.Headers))
+	if err != nil {
+		return fmt.Errorf("delivery %s/%s: headers: %w", d.Provider, d.DeliveryID, err)
+	}
+	d.headersJSON = b
+	return nil
+}
+
+// InsertResult is the outcome of recording one NewDelivery.
+type InsertResult struct {
+	ID        int64   // deliveries.id, the original's when Duplicate
+	Duplicate bool    // the (provider, delivery id) was already stored
+	Verdict   Verdict // the stored verdict (the original's when Duplicate)
+	EventID   int64   // the events row created, 0 if none
+}
+
+const (
+	insertDeliverySQL = `INSERT INTO deliveries
+		(provider, delivery_id, event_name, repository, verdict, reason, headers, body, event_kind, event, actionable, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(provider, delivery_id) DO UPDATE SET duplicates = duplicates + 1
+		RETURNING id, duplicates, verdict`
+	insertEventSQL = `INSERT INTO events(delivery, kind, payload, created_at) VALUES (?, ?, ?, ?) RETURNING id`
+	// dbTimeFmt is the schema's strftime('%Y-%m-%dT%H:%M:%fZ'), written from Go
+	// because SQLite's strftime costs more than the rest of an insert.
+	dbTimeFmt = "2006-01-02T15:04:05.000Z"
+)
+
+// InsertDeliveries records ds in one transaction (one fsync) and returns one
+// result per input, in order. A (provider, delivery id) already stored, or
+// seen earlier in ds, is not stored again: the original row's duplicate count
+// goes up and the result says Duplicate. On error nothing is stored.
+func (db *DB) InsertDeliveries(ctx context.Context, ds []NewDelivery) ([]InsertResult, error) {
+	var out []InsertResult
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, insertDeliverySQL)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		ev, err := tx.PrepareContext(ctx, insertEventSQL)
+		if err != nil {
+			return err
+		}
+		defer ev.Close()
+		out, err = insertDeliveries(ctx, ins, ev, ds)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: record %d deliveries: %w", len(ds), err)
+	}
+	return out, nil
+}
+
+// DeliveryWriter is InsertDeliveries on one dedicated connection whose
+// statements stay prepared: the group committer's fast path. Its connection
+// never checkpoints the WAL itself; a goroutine of the writer does it in the
+// background every checkpointEvery deliveries, so that the copy into the
+// database and its fsync stay off the commit path. Not safe for concurrent
+// use; Close it when done (it stops that goroutine).
+type DeliveryWriter struct {
+	db      *DB
+	conn    *sql.Conn
+	ins, ev *sql.Stmt
+
+	written    int           // deliveries since the last checkpoint request
+	checkpoint chan struct{} // buffered 1; closed by Close
+	stopped    chan struct{} // closed when the checkpointer returns
+}
+
+const checkpointEvery = 512 // deliveries, roughly 300 WAL pages
+
+// DeliveryWriter returns a writer; it takes a connection on first use.
+func (db *DB) DeliveryWriter() *DeliveryWriter { return &DeliveryWriter{db: db} }
+
+func (w *DeliveryWriter) open(ctx context.Context) error {
+	conn, err := w.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
+		conn.Close()
+		return err
+	}
+	ins, err := conn.PrepareContext(ctx, insertDeliverySQL)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	ev, err := conn.PrepareContext(ctx, insertEventSQL)
+	if err != nil {
+		ins.Close()
+		conn.Close()
+		return err
+	}
+	w.conn, w.ins, w.ev = conn, ins, ev
+	if w.checkpoint == nil {
+		w.checkpoint, w.stopped = make(chan struct{}, 1), make(chan struct{})
+		go w.checkpointer()
+	}
+	return nil
+}
+
+func (w *DeliveryWriter) checkpointer() {
+	defer close(w.stopped)
+	for range w.checkpoint {
+		// PASSIVE never blocks the writer. A failure only leaves the WAL
+		// longer until the next attempt (or another connection's
+		// autocheckpoint), so it is not worth an error path.
+		_, _ = w.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+	}
+}
+
+// InsertDeliveries is (*DB).InsertDeliveries on the writer's connection.
+func (w *DeliveryWriter) InsertDeliveries(ctx context.Context, ds []NewDelivery) ([]InsertResult, error) {
+	out, err := w.insert(ctx, ds)
+	if err != nil {
+		return nil, fmt.Errorf("store: record %d deliveries: %w", len(ds), err)
+	}
+	return out, nil
+}
+
+func (w *DeliveryWriter) insert(ctx context.Context, ds []NewDelivery) ([]InsertResult, error) {
+	if w.conn == nil {
+		if err := w.open(ctx); err != nil {
+			return nil, err
+		}
+	}
+	// Plain BEGIN/COMMIT: a database/sql Tx would re-prepare the statements.
+	if _, err := w.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		w.release() // reopen next time rather than reuse a connection in doubt
+		return nil, err
+	}
+	out, err := insertDeliveries(ctx, w.ins, w.ev, ds)
+	if err == nil {
+		if _, err = w.conn.ExecContext(ctx, `COMMIT`); err == nil {
+			if w.written += len(ds); w.written >= checkpointEvery {
+				w.written = 0
+				select {
+				case w.checkpoint <- struct{}{}:
+				default: // one is pending or running
+				}
+			}
+			return out, nil
+		}
+	}
+	if _, rerr := w.conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`); rerr != nil {
+		w.release()
+	}
+	return nil, err
+}
+
+// Close stops the checkpointer and releases the connection.
+func (w *DeliveryWriter) Close() error {
+	err := w.release()
+	if w.checkpoint != nil {
+		close(w.checkpoint)
+		<-w.stopped
+		w.checkpoint = nil
+	}
+	return err
+}
+
+// release drops the connection (reopened on next use), keeping the checkpointer.
+func (w *DeliveryWriter) release() error {
+	if w.conn == nil {
+		return nil
+	}
+	w.ins.Close()
+	w.ev.Close()
+	err := w.conn.Close()
+	w.conn, w.ins, w.ev = nil, nil, nil
+	return err
+}
+
+// insertDeliveries runs inside an open transaction.
+func insertDeliveries(ctx context.Context, ins, ev *sql.Stmt, ds []NewDelivery) ([]InsertResult, error) {
+	out := make([]InsertResult, len(ds))
+	now := time.Now().UTC().Format(dbTimeFmt)
+	for i := range ds {
+		d := &ds[i]
+		headers := d.headersJSON
+		if headers == nil {
+			if err := d.Encode(); err != nil {
+				return nil, err
+			}
+			headers = d.headersJSON
+		}
+		var event any // NULL when absent, or when the events row holds it
+		if d.Event != nil && !d.Actionable {
+			event = string(d.Event)
+		}
+		body := d.Body
+		if body == nil {
+			body = []byte{}
+		}
+		var dups int
+		r := &out[i]
+		if err := ins.QueryRowContext(ctx, d.Provider, d.DeliveryID, d.EventName, d.Repository, string(d.Verdict),
+			d.Reason, string(headers), body, d.EventKind, event, d.Actionable, now).Scan(&r.ID, &dups, &r.Verdict); err != nil {
+			return nil, fmt.Errorf("delivery %s/%s: %w", d.Provider, d.DeliveryID, err)
+		}
+		r.Duplicate = dups > 0
+		if r.Duplicate || !d.Actionable {
+			continue
+		}
+		if len(d.Event) == 0 {
+			return nil, fmt.Errorf("delivery %s/%s: actionable but no event", d.Provider, d.DeliveryID)
+		}
+		if err := ev.QueryRowContext(ctx, r.ID, d.EventKind, string(d.Event), now).Scan(&r.EventID); err != nil {
+			return nil, fmt.Errorf("delivery %s/%s: event: %w", d.Provider, d.DeliveryID, err)
+		}
+	}
+	return out, nil
+}
+
+// DeliverySummary is a delivery without its headers, body and event.
+type DeliverySummary struct {
+	ID         int64     `json:"id"`
+	Provider   string    `json:"provider"`
+	DeliveryID string    `json:"delivery_id"`
+	EventName  string    `json:"event_name"`
+	Repository string    `json:"repository"`
+	Verdict    Verdict   `json:"verdict"`
+	Reason     string    `json:"reason,omitempty"`
+	EventKind  string    `json:"event_kind,omitempty"`
+	Actionable bool      `json:"actionable"`
+	Duplicates int       `json:"duplicates"`
+	Replays    int       `json:"replays"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Delivery is a stored delivery in full.
+type Delivery struct {
+	DeliverySummary
+	Headers http.Header     `json:"headers"`
+	Body    []byte          `json:"-"`
+	Event   json.RawMessage `json:"event,omitempty"`
+	// Events are the events rows made from it, first the original.
+	Events []EventRef `json:"events"`
+}
+
+// EventRef names one events row.
+type EventRef struct {
+	ID        int64     `json:"id"`
+	Source    string    `json:"source"` // hook | replay
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// DeliveryFilter selects deliveries, newest first.
+type DeliveryFilter struct {
+	Provider   string
+	Verdict    Verdict
+	Repository string
+	// Before is a cursor: only deliveries with a smaller id (0: from the newest).
+	Before int64
+	// Limit caps the page; <= 0 means 50, and at most 1000.
+	Limit int
+}
+
+// eventCol reads a delivery's normalized event: an actionable delivery's is
+// stored once, in its first events row.
+const eventCol = `COALESCE(event, (SELECT payload FROM events WHERE events.delivery = deliveries.id ORDER BY events.id LIMIT 1))`
+
+const summaryCols = `id, provider, delivery_id, event_name, repository, verdict, reason, event_kind, actionable, duplicates, replays, received_at`
+
+// Deliveries lists deliveries matching f, newest first.
+func (db *DB) Deliveries(ctx context.Context, f DeliveryFilter) ([]DeliverySummary, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.Provider != "" {
+		add("provider = ?", f.Provider)
+	}
+	if f.Verdict != "" {
+		add("verdict = ?", string(f.Verdict))
+	}
+	if f.Repository != "" {
+		add("repository = ?", f.Repository)
+	}
+	if f.Before > 0 {
+		add("id < ?", f.Before)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 1000)
+	q := `SELECT ` + summaryCols + ` FROM deliveries`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []DeliverySummary{}
+	for rows.Next() {
+		s, err := scanSummary(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("store: deliveries: %w", err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: deliveries: %w", err)
+	}
+	return out, nil
+}
+
+func scanSummary(scan func(...any) error) (DeliverySummary, error) {
+	var s DeliverySummary
+	var at string
+	err := scan(&s.ID, &s.Provider, &s.DeliveryID, &s.EventName, &s.Repository, &s.Verdict, &s.Reason,
+		&s.EventKind, &s.Actionable, &s.Duplicates, &s.Replays, &at)
+	if err != nil {
+		return s, err
+	}
+	s.ReceivedAt = parseDeliveryTime(at)
+	return s, nil
+}
+
+// parseTime reads the strftime('%Y-%m-%dT%H:%M:%fZ') defaults of the schema.
+func parseDeliveryTime(s string) time.Time {
+	t, err := time.Parse("2006-01-02T15:04:05.999Z", s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// Delivery returns one delivery with its headers, body, event and events
+// rows, or ErrNotFound.
+func (db *DB) Delivery(ctx context.Context, id int64) (Delivery, error) {
+	var d Delivery
+	var headers string
+	var event sql.NullString
+	row := db.QueryRowContext(ctx, `SELECT `+summaryCols+`, headers, body, `+eventCol+` FROM deliveries WHERE id = ?`, id)
+	s, err := scanSummary(func(dest ...any) error { return row.Scan(append(dest, &headers, &d.Body, &event)...) })
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("delivery %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("store: delivery %d: %w", id, err)
+	}
+	d.DeliverySummary = s
+	if err := json.Unmarshal([]byte(headers), &d.Headers); err != nil {
+		return d, fmt.Errorf("store: delivery %d: headers: %w", id, err)
+	}
+	if event.Valid {
+		d.Event = json.RawMessage(event.String)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, source, created_at FROM events WHERE delivery = ? ORDER BY id`, id)
+	if err != nil {
+		return d, fmt.Errorf("store: delivery %d: events: %w", id, err)
+	}
+	defer rows.Close()
+	d.Events = []EventRef{}
+	for rows.Next() {
+		var e EventRef
+		var at string
+		if err := rows.Scan(&e.ID, &e.Source, &at); err != nil {
+			return d, fmt.Errorf("store: delivery %d: events: %w", id, err)
+		}
+		e.CreatedAt = parseDeliveryTime(at)
+		d.Events = append(d.Events, e)
+	}
+	return d, rows.Err()
+}
+
+// ReplayDelivery makes a new events row from the stored normalized event of
+// delivery id, counts the replay and audits it under actor. It returns the
+// new event id; ErrNotFound, or ErrNotActionable when the delivery never
+// produced an event.
+func (db *DB) ReplayDelivery(ctx context.Context, id int64, actor string) (int64, error) {
+	var eventID int64
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		var kind, provider, deliveryID string
+		var event sql.NullString
+		var actionable bool
+		err := tx.QueryRowContext(ctx, `SELECT provider, delivery_id, event_kind, `+eventCol+`, actionable FROM deliveries WHERE id = ?`, id).
+			Scan(&provider, &deliveryID, &kind, &event, &actionable)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("delivery %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if !actionable || !event.Valid {
+			return fmt.Errorf("delivery %d (%s %s): %w", id, provider, kind, ErrNotActionable)
+		}
+		if err := tx.QueryRowContext(ctx, `INSERT INTO events(delivery, kind, payload, source) VALUES (?, ?, ?, 'replay') RETURNING id`,
+			id, kind, event.String).Scan(&eventID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET replays = replays + 1 WHERE id = ?`, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO audit_log(actor, action, target, detail) VALUES (?, 'delivery.replay', ?, ?)`,
+			actor, fmt.Sprintf("delivery/%d", id), fmt.Sprintf("%s %s -> event %d", provider, deliveryID, eventID))
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotActionable) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("store: replay delivery %d: %w", id, err)
+	}
+	return eventID, nil
+}
+
+func nonNilHeader(h http.Header) http.Header {
+	if h == nil {
+		return http.Header{}
+	}
+	return h
+}
