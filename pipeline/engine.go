@@ -106,7 +106,15 @@ type Engine struct {
 	wake chan struct{}
 
 	mu     sync.Mutex
-	active map[int64]bool // runs being stepped now
+	active map[int64]bool      // runs being stepped now
+	idle   map[int64]idleState // runs that made no progress: look again later
+}
+
+// idleState backs off looking at a run that is waiting on something
+// outside (a Jenkins build); news about the run clears it.
+type idleState struct {
+	next  time.Time
+	delay time.Duration
 }
 
 // RunParam is the Jenkins parameter that carries the run key, so the
@@ -133,7 +141,7 @@ func NewEngine(o Options) (*Engine, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{o: o, apps: map[string]*App{}, wake: make(chan struct{}, 1), active: map[int64]bool{}}
+	e := &Engine{o: o, apps: map[string]*App{}, wake: make(chan struct{}, 1), active: map[int64]bool{}, idle: map[int64]idleState{}}
 	for i := range o.Apps {
 		a := &o.Apps[i]
 		if err := a.Validate(); err != nil {
@@ -195,8 +203,9 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		// Oldest first, so earlier pushes reach their tickets first.
 		sort.Slice(runs, func(i, j int) bool { return runs[i].ID < runs[j].ID })
+		now := time.Now()
 		for _, r := range runs {
-			if !e.claim(r.ID) {
+			if !e.claim(r.ID, now) {
 				continue
 			}
 			select {
@@ -208,9 +217,11 @@ func (e *Engine) Run(ctx context.Context) {
 			wg.Add(1)
 			go func(id int64) {
 				defer func() { <-sem; e.release(id); wg.Done() }()
-				if err := e.Step(ctx, id); err != nil && ctx.Err() == nil {
+				moved, err := e.step(ctx, id)
+				if err != nil && ctx.Err() == nil {
 					e.o.Log.Warn("pipeline: step", "run", id, "err", err)
 				}
+				e.backoff(id, moved)
 			}(r.ID)
 		}
 		select {
@@ -222,14 +233,37 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-func (e *Engine) claim(id int64) bool {
+func (e *Engine) claim(id int64, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.active[id] {
+	if e.active[id] || now.Before(e.idle[id].next) {
 		return false
 	}
 	e.active[id] = true
 	return true
+}
+
+// backoff doubles the pause before looking at a run that did not move,
+// up to 16 ticks; a run that moved is looked at again at once.
+func (e *Engine) backoff(id int64, moved bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if moved {
+		delete(e.idle, id)
+		return
+	}
+	st := e.idle[id]
+	st.delay = min(max(st.delay*2, e.o.Tick), 16*e.o.Tick)
+	st.next = time.Now().Add(st.delay)
+	e.idle[id] = st
+}
+
+// poke makes the engine look at run id at its next pass (news arrived).
+func (e *Engine) poke(id int64) {
+	e.mu.Lock()
+	delete(e.idle, id)
+	e.mu.Unlock()
+	e.Wake()
 }
 
 func (e *Engine) release(id int64) {
@@ -369,17 +403,23 @@ func parseRunKey(s string) (id int64, attempt int, ok bool) {
 // Step advances one run as far as it can go now. Safe to call again at
 // any time: each stage looks at what is stored before it acts.
 func (e *Engine) Step(ctx context.Context, id int64) error {
+	_, err := e.step(ctx, id)
+	return err
+}
+
+// step reports whether the run moved at all.
+func (e *Engine) step(ctx context.Context, id int64) (moved bool, err error) {
 	for {
 		r, err := e.o.Store.Run(ctx, id)
 		if err != nil {
-			return err
+			return moved, err
 		}
 		a, ok := e.apps[r.App]
 		if !ok {
 			if r.State.Terminal() {
-				return nil
+				return moved, nil
 			}
-			return e.fail(ctx, r, fmt.Sprintf("app %s is no longer configured", r.App))
+			return true, e.fail(ctx, r, fmt.Sprintf("app %s is no longer configured", r.App))
 		}
 		start := time.Now()
 		var advanced bool
@@ -394,14 +434,15 @@ func (e *Engine) Step(ctx context.Context, id int64) error {
 		case RunTicketing:
 			advanced, err = e.stepTicket(ctx, r, a)
 		default:
-			return nil
+			return moved, nil
 		}
 		if errors.Is(err, ErrConflict) {
 			continue // someone else moved it; look again
 		}
 		if err != nil || !advanced {
-			return err
+			return moved, err
 		}
+		moved = true
 		e.observe(string(r.State), start)
 	}
 }

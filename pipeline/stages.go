@@ -258,10 +258,11 @@ func (e *Engine) applyJenkinsEvent(ctx context.Context, b *webhooks.Build) error
 			st.Links["jenkins"] = b.URL
 		}
 		if !b.Phase.Final() && b.Phase != webhooks.PhaseCompleted {
+			e.poke(r.ID)
 			return ignoreConflict(e.saveStage(ctx, st))
 		}
 		_, err := e.jenkinsResult(ctx, st, string(b.Status), b.URL, b.Parameters)
-		e.Wake()
+		e.poke(r.ID)
 		return ignoreConflict(err)
 	}
 	return nil
@@ -290,6 +291,7 @@ func (e *Engine) applyImage(ctx context.Context, img webhooks.ImagePushed) error
 				if err := e.o.Store.SetRunImage(ctx, r.ID, a.Image+":"+r.Version, img.Digest); err != nil {
 					return err
 				}
+				e.poke(r.ID)
 			}
 		}
 	}
