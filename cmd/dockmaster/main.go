@@ -49,6 +49,13 @@ func commands() []command {
 		{"user", "user create NAME [--admin] [--password-stdin]: add a local user", runUser},
 		{"key", "key create --env ENV|--account: make an API key (secret shown once)", runKey},
 		{"member", "member add|remove --env ENV --user NAME [--role ROLE]: grant a role", runMember},
+		{"up", "up -f docker-compose.yml [-r rancher-compose.yml] -e ENV -s STACK [--upgrade] [-d]: deploy a stack", runUp},
+		{"status", "status -e ENV [-s STACK] [--wait STATE]: stacks and their services, containers per host", runStackStatus},
+		{"finish", "finish -e ENV -s STACK: confirm a held upgrade (old containers removed)", runStackOp("finish")},
+		{"rollback", "rollback -e ENV -s STACK: roll a held upgrade back", runStackOp("rollback")},
+		{"logs", "logs -e ENV -s STACK [--service S] [-f] [--tail N]: container output", runStackLogs},
+		{"revisions", "revisions -e ENV -s STACK [--redeploy N]: deployed definitions of a stack", runRevisions},
+		{"rancher-compose", "rancher-compose [flags] up [flags]: rancher-compose's CLI (also when invoked as rancher-compose)", runRancherCompose},
 		{"deliveries", "deliveries [list|show ID|replay ID]: received webhooks; replay one into the pipeline", runDeliveries},
 		{"bench", "bench webhooks [-n 5000] [-c 64]: measure webhook ingestion (bare vs durable)", runBench},
 	}
@@ -59,6 +66,9 @@ func main() {
 }
 
 func run(argv []string, stdout, stderr io.Writer) int {
+	if invokedAs(argv[0]) == "rancher-compose" { // the drop-in, through a symlink
+		return exitCode(runRancherCompose(argv[1:], stdout, stderr), stderr)
+	}
 	args := argv[1:]
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printHelp(stdout)
