@@ -57,6 +57,10 @@ func commands() []command {
 		{"revisions", "revisions -e ENV -s STACK [--redeploy N]: deployed definitions of a stack", runRevisions},
 		{"rancher-compose", "rancher-compose [flags] up [flags]: rancher-compose's CLI (also when invoked as rancher-compose)", runRancherCompose},
 		{"deliveries", "deliveries [list|show ID|replay ID]: received webhooks; replay one into the pipeline", runDeliveries},
+		{"ps", "ps [-e ENV] [--host H] [--kind managed|standalone]: every container on every host", runPS},
+		{"container", "container start|stop|restart|rm [--standalone] CONTAINER: act on one container", runContainer},
+		{"exec", "exec [-it] CONTAINER COMMAND...: run a command (or a shell) in a container", runExecCmd},
+		{"stats", "stats [-e ENV]: CPU, memory, network and disk use per host and container", runStats},
 		{"bench", "bench webhooks [-n 5000] [-c 64]: measure webhook ingestion (bare vs durable)", runBench},
 	}
 }

@@ -12,7 +12,11 @@ package containers
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
+	"net/http"
+	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
@@ -52,4 +56,23 @@ var _ Docker = (*client.Client)(nil)
 // endpoint with API version negotiation.
 func DialDocker(h store.Host) (Docker, error) {
 	return client.NewClientWithOpts(client.WithHost(h.Endpoint), client.WithAPIVersionNegotiation())
+}
+
+// TLSDialer is an Options.Dial for hosts with client TLS: tlsFor gives a
+// host's configuration (nil: plain). The deployer's engines use the same
+// material (fleet.SealedTLS).
+func TLSDialer(tlsFor func(context.Context, store.Host) (*tls.Config, error)) func(store.Host) (Docker, error) {
+	return func(h store.Host) (Docker, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cfg, err := tlsFor(ctx, h)
+		if err != nil {
+			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		opts := []client.Opt{client.WithHost(h.Endpoint), client.WithAPIVersionNegotiation()}
+		if cfg != nil {
+			opts = append(opts, client.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}))
+		}
+		return client.NewClientWithOpts(opts...)
+	}
 }

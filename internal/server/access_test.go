@@ -96,6 +96,7 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 	}
 	(&RegistrationAPI{Store: db, Sealer: sealer}).Register(a.Routes(api))
 	(&StackAPI{Fleet: fleet.New(fleet.Options{Store: db}), Store: db}).Register(a.Routes(api))
+	registerContainers(t, srv, a, db) // containers API and pages (no hosts)
 	return &accessServer{t: t, srv: srv, auth: a, db: db, logs: logs, dir: dir}
 }
 
