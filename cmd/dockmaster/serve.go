@@ -19,10 +19,12 @@ import (
 
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/fleet"
+	"github.com/dockmaster/dockmaster/internal/ingest"
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/server"
 	"github.com/dockmaster/dockmaster/internal/store"
 	"github.com/dockmaster/dockmaster/templates"
+	"github.com/dockmaster/dockmaster/webhooks"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -102,18 +104,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	// end access
 	api := srv.Engine.Group("/api/v1")
+	(&server.EnvironmentAPI{Store: db, Inventory: inv}).Register(api)
 	secured := authn.Routes(api)
 	root := authn.Routes(&srv.Engine.RouterGroup)
-	// environments and host registration: tokens and hosts' TLS material
-	// are sealed at rest with auth.hosts_tls_key (else derived from the
-	// signing key); the fleet opens the material for its clients.
-	sealer, err := hostSealer(cfg.Auth, authn)
-	if err != nil {
-		return err
-	}
-	(&server.EnvironmentAPI{Store: db, Inventory: inv, Auth: authn}).Register(secured)
-	(&server.RegistrationAPI{Store: db, Sealer: sealer, PublicURL: cfg.PublicURL}).Register(secured)
-	// end environments and host registration
 	root.Public(http.MethodGet, "/static/*filepath", "stylesheet and scripts of the pages",
 		gin.WrapH(http.StripPrefix("/static/", http.FileServer(http.FS(templates.Static())))))
 
@@ -125,6 +118,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	goLoop(engine.Run)
 	(&server.RunAPI{Engine: engine, Store: db.Pipeline()}).Register(secured)
 	// end pipeline
+
+	// webhooks ingestion: one committer makes each delivery durable (group
+	// commit) before it is acknowledged; it stops after the HTTP drain.
+	hookSecrets, err := server.WebhookSecrets(cfg.Webhooks)
+	if err != nil {
+		return err
+	}
+	hookWriter := db.DeliveryWriter()
+	committer := ingest.New(hookWriter, ingest.Options{OnCommit: engine.Wake})
+	goLoop(func(ctx context.Context) { committer.Run(ctx); hookWriter.Close() })
+	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: hookSecrets,
+		AllowUnsigned: cfg.Webhooks.AllowUnsigned, AllowSHA1: cfg.Webhooks.AllowSHA1}),
+		Ingest: committer, MaxBodyBytes: cfg.Webhooks.MaxBodyBytes, Log: log}).Register(srv.Engine)
+	(&server.DeliveryAPI{Store: db, OnReplay: engine.Wake}).Register(api)
+	// end webhooks ingestion
 
 	// stacks: the one fleet of per-environment deployers (reuse
 	// `deployers` for anything that acts on containers); jobs run in the
