@@ -49,6 +49,8 @@ func commands() []command {
 		{"user", "user create NAME [--admin] [--password-stdin]: add a local user", runUser},
 		{"key", "key create --env ENV|--account: make an API key (secret shown once)", runKey},
 		{"member", "member add|remove --env ENV --user NAME [--role ROLE]: grant a role", runMember},
+		{"env", "env create NAME | env list: environments (create needs an admin key)", runEnv},
+		{"host", "host register --token T --endpoint tcp://h:2376 [--tls-*] [--label k=v]: add a Docker host", runHost},
 		{"up", "up -f docker-compose.yml [-r rancher-compose.yml] -e ENV -s STACK [--upgrade] [-d]: deploy a stack", runUp},
 		{"status", "status -e ENV [-s STACK] [--wait STATE]: stacks and their services, containers per host", runStackStatus},
 		{"finish", "finish -e ENV -s STACK: confirm a held upgrade (old containers removed)", runStackOp("finish")},

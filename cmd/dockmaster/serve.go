@@ -104,9 +104,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	// end access
 	api := srv.Engine.Group("/api/v1")
-	(&server.EnvironmentAPI{Store: db, Inventory: inv}).Register(api)
 	secured := authn.Routes(api)
 	root := authn.Routes(&srv.Engine.RouterGroup)
+	// environments and host registration: tokens and hosts' TLS material
+	// are sealed at rest with auth.hosts_tls_key (else derived from the
+	// signing key); the fleet opens the material for its clients.
+	sealer, err := hostSealer(cfg.Auth, authn)
+	if err != nil {
+		return err
+	}
+	(&server.EnvironmentAPI{Store: db, Inventory: inv, Auth: authn}).Register(secured)
+	(&server.RegistrationAPI{Store: db, Sealer: sealer, PublicURL: cfg.PublicURL}).Register(secured)
+	// end environments and host registration
 	root.Public(http.MethodGet, "/static/*filepath", "stylesheet and scripts of the pages",
 		gin.WrapH(http.StripPrefix("/static/", http.FileServer(http.FS(templates.Static())))))
 
