@@ -115,6 +115,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	(&server.EnvironmentAPI{Store: db, Inventory: inv, Auth: authn}).Register(secured)
 	(&server.RegistrationAPI{Store: db, Sealer: sealer, PublicURL: cfg.PublicURL}).Register(secured)
+	if cfg.Auth.OIDC.Enabled() { // single sign-on: /login/oidc and its callback
+		sso, err := authn.NewOIDC(auth.OIDCOptions{Config: cfg.Auth.OIDC, Store: db, PublicURL: cfg.PublicURL})
+		if err != nil {
+			return err
+		}
+		sso.Register(root)
+	}
 	// end environments and host registration
 	root.Public(http.MethodGet, "/static/*filepath", "stylesheet and scripts of the pages",
 		gin.WrapH(http.StripPrefix("/static/", http.FileServer(http.FS(templates.Static())))))
@@ -146,7 +153,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// stacks: the one fleet of per-environment deployers (reuse
 	// `deployers` for anything that acts on containers); jobs run in the
 	// loops' context so a shutdown interrupts them resumably.
-	deployers := fleet.New(fleet.Options{Store: db})
+	deployers := fleet.New(fleet.Options{Store: db, TLS: fleet.SealedTLS(db, sealer)})
 	defer deployers.Close()
 	(&server.StackAPI{Fleet: deployers, Store: db, Base: loops}).Register(secured)
 	// end stacks
