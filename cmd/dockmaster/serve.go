@@ -158,6 +158,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	(&server.StackAPI{Fleet: deployers, Store: db, Base: loops}).Register(secured)
 	// end stacks
 
+	// status pages: the app × environment matrix (JSON and dashboard) and
+	// the read-only HTML pages.
+	views := &server.Views{Store: db, Pipeline: db.Pipeline(), Apps: engine.Apps, Deployers: deployers,
+		Inventory: inv, Authz: authn.Authorizer(), Pages: templates.NewPages(), Log: log, Votes: db.Deploys()}
+	views.RegisterAPI(secured)
+	views.RegisterPages(root)
+	// end status pages
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)

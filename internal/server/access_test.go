@@ -97,6 +97,7 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 	(&RegistrationAPI{Store: db, Sealer: sealer}).Register(a.Routes(api))
 	(&StackAPI{Fleet: fleet.New(fleet.Options{Store: db}), Store: db}).Register(a.Routes(api))
 	registerContainers(t, srv, a, db) // containers API and pages (no hosts)
+	registerViews(srv, a, db, nil)    // status API and HTML pages
 	return &accessServer{t: t, srv: srv, auth: a, db: db, logs: logs, dir: dir}
 }
 
@@ -268,7 +269,12 @@ func TestRouteRoleMatrix(t *testing.T) {
 		checked++
 		target, env := concrete(rt.Path)
 		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
-			if w := s.do(rt.Method, target, nil, withBody("application/json", "{}")); w.Code != http.StatusUnauthorized {
+			// Pages (GETs outside /api/) send anonymous visitors to /login.
+			page := rt.Method == http.MethodGet && !strings.HasPrefix(rt.Path, "/api/")
+			if w := s.do(rt.Method, target, nil, withBody("application/json", "{}")); page &&
+				(w.Code != http.StatusFound || !strings.HasPrefix(w.Header().Get("Location"), "/login?")) {
+				t.Errorf("anonymous page: %d Location %q, want 302 to /login", w.Code, w.Header().Get("Location"))
+			} else if !page && w.Code != http.StatusUnauthorized {
 				t.Errorf("anonymous: %d, want 401", w.Code)
 			}
 			for _, p := range people {
