@@ -16,6 +16,7 @@ PACKAGES=(
 	iptables
 	iproute2
 	ca-certificates
+	ansible-core
 )
 
 BASE_IMAGE=dockmaster-test/busybox:1
