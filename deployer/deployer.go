@@ -42,6 +42,9 @@ type Host struct {
 	// routable from here).
 	ProbePublished bool
 	Engine         Engine
+	// State is the stored host state: "" or active, or draining (the
+	// scheduler places nothing new on it).
+	State string
 }
 
 // Options configure a Deployer for one environment.
@@ -49,7 +52,7 @@ type Options struct {
 	Env    string
 	Hosts  []Host
 	Store  Store
-	Placer Placer // default Spread{}
+	Placer Placer // default Scheduler{}
 	// Auth returns credentials for pulling image, if any.
 	Auth func(image string) (registry.AuthConfig, bool)
 	// StopGrace is how long a stopping container gets before SIGKILL
@@ -60,6 +63,13 @@ type Options struct {
 	RunningGrace time.Duration
 	// NewID makes deployment ids (default 12 random hex digits).
 	NewID func() string
+	// RescheduleAfter is how long a host may stay unreachable before the
+	// reconciler replaces its containers on the other hosts (default 5m;
+	// negative: never). Until then an unreachable host makes operations
+	// fail with ErrHostUnreachable.
+	RescheduleAfter time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Deployer runs the operations on one environment. Methods are safe for
@@ -71,6 +81,9 @@ type Deployer struct {
 	hosts map[string]*Host
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	// downSince is when each host was first seen unreachable by the
+	// reconciler (guarded by mu).
+	downSince map[string]time.Time
 }
 
 // New checks o and returns a Deployer.
@@ -82,7 +95,7 @@ func New(o Options) (*Deployer, error) {
 		return nil, errors.New("deployer: Options.Store is nil")
 	}
 	if o.Placer == nil {
-		o.Placer = Spread{}
+		o.Placer = Scheduler{}
 	}
 	if o.StopGrace <= 0 {
 		o.StopGrace = 10 * time.Second
@@ -93,7 +106,13 @@ func New(o Options) (*Deployer, error) {
 	if o.NewID == nil {
 		o.NewID = randomID
 	}
-	d := &Deployer{opts: o, hosts: map[string]*Host{}, locks: map[string]*sync.Mutex{}}
+	if o.RescheduleAfter == 0 {
+		o.RescheduleAfter = 5 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	d := &Deployer{opts: o, hosts: map[string]*Host{}, locks: map[string]*sync.Mutex{}, downSince: map[string]time.Time{}}
 	for i := range o.Hosts {
 		h := &o.Hosts[i]
 		if h.Name == "" || h.Engine == nil {
@@ -220,6 +239,15 @@ func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) erro
 		}
 		recs[i] = rec
 	}
+	planRecs := make([]*ServiceRecord, len(recs))
+	for i := range recs {
+		if !fresh[i] {
+			planRecs[i] = &recs[i]
+		}
+	}
+	if err := d.checkPlan(ctx, spec, planRecs); err != nil {
+		return fmt.Errorf("up %s: %w", spec.Name, err)
+	}
 	rev, err := d.addRevision(ctx, spec, o)
 	if err != nil {
 		return err
@@ -250,11 +278,22 @@ func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) erro
 // is an error: acting on a partial view could duplicate or orphan
 // containers.
 func (d *Deployer) snapshot(ctx context.Context, stack string) ([]HostSnapshot, error) {
+	return d.snapshotView(ctx, stack, view{})
+}
+
+// snapshotView is snapshot, except that hosts in v.lost are not asked:
+// they appear with Err set and no containers (the reconciler replaces
+// what ran there).
+func (d *Deployer) snapshotView(ctx context.Context, stack string, v view) ([]HostSnapshot, error) {
 	snaps := make([]HostSnapshot, len(d.opts.Hosts))
 	var wg sync.WaitGroup
 	for i := range d.opts.Hosts {
 		h := &d.opts.Hosts[i]
 		snaps[i] = HostSnapshot{Name: h.Name, Labels: h.Labels}
+		if v.lost[h.Name] {
+			snaps[i].Err = fmt.Errorf("%w: %s: lost (rescheduling)", ErrHostUnreachable, h.Name)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -267,7 +306,7 @@ func (d *Deployer) snapshot(ctx context.Context, stack string) ([]HostSnapshot, 
 	}
 	wg.Wait()
 	for _, s := range snaps {
-		if s.Err != nil {
+		if s.Err != nil && !v.lost[s.Name] {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -296,12 +335,17 @@ func serviceContainers(snaps []HostSnapshot, service string) []Container {
 // leaving deployment keep alone, and when wait is set waits until all of
 // them are healthy. Removals happen after the rest is healthy.
 func (d *Deployer) converge(ctx context.Context, rec ServiceRecord, spec ServiceSpec, scale int, keep string, wait bool, o DeployOptions) error {
-	snaps, err := d.snapshot(ctx, rec.Stack)
+	return d.convergeView(ctx, rec, spec, scale, keep, wait, o, view{})
+}
+
+// convergeView is converge seeing the hosts through v.
+func (d *Deployer) convergeView(ctx context.Context, rec ServiceRecord, spec ServiceSpec, scale int, keep string, wait bool, o DeployOptions, v view) error {
+	snaps, err := d.snapshotView(ctx, rec.Stack, v)
 	if err != nil {
 		return err
 	}
 	plan, err := reconcile(desired{Stack: rec.Stack, Spec: spec, Deployment: rec.Deployment, Hash: ConfigHash(spec),
-		Scale: scale, Keep: keep}, snaps, d.opts.Placer)
+		Scale: scale, Keep: keep}, snaps, inventoryPlacer{ctx: ctx, d: d, v: v})
 	if err != nil {
 		return err
 	}
@@ -323,7 +367,7 @@ func (d *Deployer) converge(ctx context.Context, rec ServiceRecord, spec Service
 		}
 	}
 	if wait {
-		if err := d.waitService(ctx, rec, spec, o); err != nil {
+		if err := d.waitService(ctx, rec, spec, o, v); err != nil {
 			return err
 		}
 	}
@@ -387,8 +431,8 @@ func (d *Deployer) create(ctx context.Context, rec ServiceRecord, spec ServiceSp
 
 // waitService waits until every live container of rec's current
 // deployment is healthy, reporting per-host progress.
-func (d *Deployer) waitService(ctx context.Context, rec ServiceRecord, spec ServiceSpec, o DeployOptions) error {
-	snaps, err := d.snapshot(ctx, rec.Stack)
+func (d *Deployer) waitService(ctx context.Context, rec ServiceRecord, spec ServiceSpec, o DeployOptions, v view) error {
+	snaps, err := d.snapshotView(ctx, rec.Stack, v)
 	if err != nil {
 		return err
 	}

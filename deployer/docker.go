@@ -141,6 +141,11 @@ func (e *DockerEngine) inspect(ctx context.Context, id string) (Container, error
 		c.OOMKilled = in.State.OOMKilled
 		c.StartedAt, _ = time.Parse(time.RFC3339Nano, in.State.StartedAt)
 	}
+	c.Created, _ = time.Parse(time.RFC3339Nano, in.Created)
+	if in.HostConfig != nil {
+		r := in.HostConfig.Resources
+		c.Resources = Resources{NanoCPUs: r.NanoCPUs, CPUShares: r.CPUShares, MemoryLimit: r.Memory, MemoryReservation: r.MemoryReservation}
+	}
 	if in.NetworkSettings != nil {
 		for name, ep := range in.NetworkSettings.Networks {
 			if ep != nil && ep.IPAddress != "" {
@@ -356,6 +361,17 @@ func (e *DockerEngine) Stats(ctx context.Context, id string) (Usage, error) {
 		u.NetTx += n.TxBytes
 	}
 	return u, nil
+}
+
+// Info implements Engine.
+func (e *DockerEngine) Info(ctx context.Context) (HostInfo, error) {
+	ctx, cancel := e.short(ctx)
+	defer cancel()
+	in, err := e.cli.Info(ctx)
+	if err != nil {
+		return HostInfo{}, fmt.Errorf("host %s: info: %w", e.host, err)
+	}
+	return HostInfo{NCPU: in.NCPU, MemTotal: in.MemTotal}, nil
 }
 
 // Logs implements Engine.

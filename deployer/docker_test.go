@@ -359,24 +359,36 @@ func TestOnDocker(t *testing.T) {
 
 	t.Run("ForeignContainerNeverTouched", func(t *testing.T) {
 		db := openStore(t)
-		cli := r.hosts[0].Client
-		foreign, err := cli.ContainerCreate(ctx, &container.Config{Image: testenv.BaseImage, Cmd: []string{"sleep", "300"}},
-			nil, nil, nil, "foreign-web-1")
-		if err != nil {
-			t.Fatal(err)
+		// On every host: the scheduler counts foreign containers when it
+		// spreads, so web-1 may go to either.
+		type made struct {
+			cli    *client.Client
+			id     string
+			before container.InspectResponse
 		}
-		t.Cleanup(func() { cli.ContainerRemove(ctx, foreign.ID, container.RemoveOptions{Force: true}) })
-		if err := cli.ContainerStart(ctx, foreign.ID, container.StartOptions{}); err != nil {
-			t.Fatal(err)
+		var foreigns []made
+		for _, h := range r.hosts {
+			cli := h.Client
+			foreign, err := cli.ContainerCreate(ctx, &container.Config{Image: testenv.BaseImage, Cmd: []string{"sleep", "300"}},
+				nil, nil, nil, "foreign-web-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cli.ContainerRemove(ctx, foreign.ID, container.RemoveOptions{Force: true}) })
+			if err := cli.ContainerStart(ctx, foreign.ID, container.StartOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			foreigns = append(foreigns, made{cli, foreign.ID, inspect(t, cli, foreign.ID)})
 		}
-		before := inspect(t, cli, foreign.ID)
-		err = r.deployer(t, db).Up(ctx, webStack("foreign", "1.0.0", 1), deployer.DeployOptions{})
+		err := r.deployer(t, db).Up(ctx, webStack("foreign", "1.0.0", 1), deployer.DeployOptions{})
 		if !errors.Is(err, deployer.ErrForeignContainer) || !strings.Contains(err.Error(), "foreign-web-1") {
 			t.Fatalf("err = %v, want ErrForeignContainer naming foreign-web-1", err)
 		}
-		after := inspect(t, cli, foreign.ID)
-		if !after.State.Running || after.State.StartedAt != before.State.StartedAt || after.Config.Image != testenv.BaseImage {
-			t.Fatalf("foreign container was touched: %+v", after.State)
+		for _, f := range foreigns {
+			after := inspect(t, f.cli, f.id)
+			if !after.State.Running || after.State.StartedAt != f.before.State.StartedAt || after.Config.Image != testenv.BaseImage {
+				t.Fatalf("foreign container was touched: %+v", after.State)
+			}
 		}
 	})
 

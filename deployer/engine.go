@@ -45,7 +45,16 @@ type Engine interface {
 	// Logs streams the container's output as Docker multiplexes it
 	// (stdcopy framing, RFC 3339 timestamps first on each line).
 	Logs(ctx context.Context, id string, tail int, follow bool) (io.ReadCloser, error)
+	// Info returns the host's capacity (docker info); the scheduler books
+	// container resources against it.
+	Info(ctx context.Context) (HostInfo, error)
 	Close() error
+}
+
+// HostInfo is a host's capacity. Zero means unknown.
+type HostInfo struct {
+	NCPU     int
+	MemTotal int64 // bytes
 }
 
 // Container is what the deployer observes of one container.
@@ -65,6 +74,12 @@ type Container struct {
 	// IPs maps network name to the container's address on it.
 	IPs   map[string]string
 	Ports []PortSpec
+	// Created orders two containers with the same index (one replaced
+	// while its host was unreachable): the newer one is kept.
+	Created time.Time
+	// Resources are the container's HostConfig requests; the scheduler
+	// books them on the host while the container is live.
+	Resources Resources
 }
 
 // Index is the container's io.dockmaster.index, or 0.

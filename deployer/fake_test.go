@@ -44,7 +44,10 @@ func (f *failing) Stats(context.Context, string) (deployer.Usage, error) {
 	return deployer.Usage{}, nil
 }
 func (f *failing) Logs(context.Context, string, int, bool) (io.ReadCloser, error) { return nil, nil }
-func (f *failing) Close() error                                                   { return nil }
+func (f *failing) Info(context.Context) (deployer.HostInfo, error) {
+	return deployer.HostInfo{}, f.list
+}
+func (f *failing) Close() error { return nil }
 
 func TestDaemonErrorsSurface(t *testing.T) {
 	ctx := context.Background()

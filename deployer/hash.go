@@ -7,7 +7,8 @@ import (
 )
 
 // ConfigHash is the hash of the parts of s that shape the running
-// container. Scale, Global, Upgrade, HealthCheck, PullAlways, Metadata and LB
+// container. Scale, Global, Upgrade, HealthCheck, PullAlways, Metadata, LB and
+// Scheduling
 // are left out: changing them must not recreate containers (as compose's
 // ServiceHash drops deploy.replicas). Maps are hashed in key order by
 // encoding/json, so the hash is stable.
@@ -19,6 +20,7 @@ func ConfigHash(s ServiceSpec) string {
 	s.PullAlways = false
 	s.Metadata = nil
 	s.LB = nil
+	s.Scheduling = nil // placement rules do not shape the container
 	b, err := json.Marshal(s)
 	if err != nil {
 		// ServiceSpec holds only marshalable types; a failure here is a bug.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/dockmaster/dockmaster/deployer/scheduler"
 )
 
 // ErrNoHost is wrapped by PlacementError.
@@ -18,6 +20,20 @@ type HostSnapshot struct {
 	Labels     map[string]string
 	Containers []Container
 	Err        error
+
+	// Filled only when something must be placed (see inventoryPlacer):
+	// the scheduler needs the whole host, not just the stack.
+
+	// Env is the deployer's environment: containers in Others labelled
+	// for another environment count as foreign.
+	Env string
+	// State is "" or active, or draining (takes no new containers).
+	State string
+	// Info is the host's capacity.
+	Info HostInfo
+	// Others are every other container on the host: other stacks of the
+	// environment and foreign ones. They hold ports and resources.
+	Others []Container
 }
 
 // Placer chooses hosts for new containers. Place returns one host name per
@@ -32,9 +48,14 @@ type Placer interface {
 type PlacementError struct {
 	Service string
 	Reasons map[string]string // host name -> reason it was rejected
+	// NoFit is the scheduler's verdict (rule per host), when it decided.
+	NoFit *scheduler.NoFitError
 }
 
 func (e *PlacementError) Error() string {
+	if e.NoFit != nil {
+		return fmt.Sprintf("%v: %v", ErrNoHost, e.NoFit)
+	}
 	names := make([]string, 0, len(e.Reasons))
 	for h := range e.Reasons {
 		names = append(names, h)
@@ -50,7 +71,12 @@ func (e *PlacementError) Error() string {
 	return fmt.Sprintf("%v for service %s: %s", ErrNoHost, e.Service, strings.Join(parts, "; "))
 }
 
-func (e *PlacementError) Unwrap() error { return ErrNoHost }
+func (e *PlacementError) Unwrap() []error {
+	if e.NoFit != nil {
+		return []error{ErrNoHost, e.NoFit}
+	}
+	return []error{ErrNoHost}
+}
 
 // Spread places each new container on the reachable host running the fewest
 // containers of the service, ties broken by host name. Hosts where a fixed

@@ -99,16 +99,32 @@ func reconcile(d desired, hosts []HostSnapshot, p Placer) (Plan, error) {
 			}
 		}
 	}
-	// Highest index first goes when scaling down; stopped before running.
+	// Highest index first goes when scaling down; stopped before running;
+	// of two with one index, the older goes.
 	sort.Slice(current, func(i, j int) bool {
 		if live(current[i]) != live(current[j]) {
 			return live(current[i])
 		}
-		return current[i].Index() < current[j].Index()
+		if current[i].Index() != current[j].Index() {
+			return current[i].Index() < current[j].Index()
+		}
+		return current[i].Created.After(current[j].Created)
 	})
+	// A global service has no scale: the GlobalPlacer decides per host.
+	var gp GlobalPlacer
+	if IsGlobal(d.Spec) {
+		gp = globalOf(p)
+	}
 	var keep []Container
+	keptIndex := map[int]bool{}
 	for _, c := range current {
-		if len(keep) >= d.Scale {
+		if keptIndex[c.Index()] && live(c) {
+			// Its host was unreachable long enough for the reconciler to
+			// replace it; now it is back, the replacement stays.
+			plan.Actions = append(plan.Actions, Action{Kind: ActRemove, Host: c.Host, Name: c.Name, ID: c.ID, Reason: "replaced while its host was unreachable"})
+			continue
+		}
+		if gp == nil && len(keep) >= d.Scale {
 			plan.Actions = append(plan.Actions, Action{Kind: ActRemove, Host: c.Host, Name: c.Name, ID: c.ID, Reason: "scale down"})
 			continue
 		}
@@ -124,9 +140,10 @@ func reconcile(d desired, hosts []HostSnapshot, p Placer) (Plan, error) {
 			plan.Actions = append(plan.Actions, Action{Kind: ActStart, Host: c.Host, Name: c.Name, ID: c.ID, Reason: "restart, " + exitReason(c)})
 		}
 		keep = append(keep, c)
+		keptIndex[c.Index()] = true
 	}
 	missing := d.Scale - len(keep)
-	if missing <= 0 {
+	if gp == nil && missing <= 0 {
 		return plan, nil
 	}
 	// Placement sees the replacements' predecessors as gone.
@@ -146,9 +163,27 @@ func reconcile(d desired, hosts []HostSnapshot, p Placer) (Plan, error) {
 			}
 		}
 	}
-	placed, err := p.Place(view, d.Stack, d.Spec, missing)
-	if err != nil {
-		return plan, err
+	var placed []string
+	if gp != nil {
+		add, extra, err := gp.PlaceGlobal(view, d.Stack, d.Spec)
+		if err != nil {
+			return plan, err
+		}
+		mine := map[string]Container{}
+		for _, c := range keep {
+			mine[c.ID] = c
+		}
+		for _, id := range extra {
+			if c, ok := mine[id]; ok { // never another deployment's
+				plan.Actions = append(plan.Actions, Action{Kind: ActRemove, Host: c.Host, Name: c.Name, ID: c.ID, Reason: "global: host no longer eligible"})
+			}
+		}
+		placed = add
+	} else {
+		var err error
+		if placed, err = p.Place(view, d.Stack, d.Spec, missing); err != nil {
+			return plan, err
+		}
 	}
 	next := 1
 	for _, host := range placed {
@@ -159,6 +194,20 @@ func reconcile(d desired, hosts []HostSnapshot, p Placer) (Plan, error) {
 		plan.Actions = append(plan.Actions, Action{Kind: ActCreate, Host: host, Name: ContainerName(d.Stack, d.Spec.Name, next), Index: next})
 	}
 	return plan, nil
+}
+
+// globalOf returns p as a GlobalPlacer when it can place global services.
+func globalOf(p Placer) GlobalPlacer {
+	switch g := p.(type) {
+	case inventoryPlacer:
+		if g.global() == nil {
+			return nil
+		}
+		return g
+	case GlobalPlacer:
+		return g
+	}
+	return nil
 }
 
 func exitReason(c Container) string {

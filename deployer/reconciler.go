@@ -14,21 +14,28 @@ import (
 // upgraded keep their new containers running; the stopped old ones are
 // left stopped. Services in the middle of an operation are skipped. It does
 // not wait for health. Errors of single services are joined.
+//
+// A host unreachable for less than Options.RescheduleAfter fails the
+// services (ErrHostUnreachable: the view is partial). Past it, the host is
+// lost: its containers count as gone and are replaced on the other hosts
+// within the rules. When it answers again its replaced containers are
+// removed; nothing moves back to it without an explicit Rebalance.
 func (d *Deployer) Reconcile(ctx context.Context) error {
 	recs, err := d.opts.Store.Services(ctx, d.opts.Env, "")
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
+	v := d.checkHosts(ctx)
 	var errs []error
 	for _, rec := range recs {
-		if err := d.reconcileService(ctx, rec); err != nil {
+		if err := d.reconcileService(ctx, rec, v); err != nil {
 			errs = append(errs, fmt.Errorf("reconcile %s/%s: %w", rec.Stack, rec.Service, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (d *Deployer) reconcileService(ctx context.Context, rec ServiceRecord) error {
+func (d *Deployer) reconcileService(ctx context.Context, rec ServiceRecord, v view) error {
 	unlock := d.lock(rec.Stack)
 	defer unlock()
 	// Re-read under the lock: an operation may have moved it meanwhile.
@@ -44,7 +51,7 @@ func (d *Deployer) reconcileService(ctx context.Context, rec ServiceRecord) erro
 	default:
 		return nil
 	}
-	return d.converge(ctx, rec, rec.Spec, scaleOf(rec.Spec), keep, false, DeployOptions{})
+	return d.convergeView(ctx, rec, rec.Spec, scaleOf(rec.Spec), keep, false, DeployOptions{}, v)
 }
 
 // RunReconciler calls Reconcile every interval until ctx is done, passing

@@ -2,7 +2,11 @@
 // environment's Docker hosts and holds upgrades until a human confirms them.
 package deployer
 
-import "time"
+import (
+	"time"
+
+	"github.com/dockmaster/dockmaster/deployer/scheduler"
+)
 
 // StackSpec is the desired state of one stack, as read from a
 // docker-compose.yml and rancher-compose.yml pair after interpolation.
@@ -46,6 +50,11 @@ type ServiceSpec struct {
 
 	Scale  int  // desired containers; 0 from compose means 1
 	Global bool // one container per eligible host
+	// Scheduling is the native form of the placement rules
+	// (rancher-compose.yml "scheduling:"), merged with the
+	// io.rancher.scheduler.* labels. omitempty: a spec without it hashes
+	// as before the field existed.
+	Scheduling *scheduler.Scheduling `json:",omitempty"`
 
 	Resources Resources
 

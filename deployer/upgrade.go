@@ -50,6 +50,11 @@ func (d *Deployer) upgrade(ctx context.Context, spec StackSpec, o DeployOptions)
 		}
 		recs[i] = &rec
 	}
+	// Placement check before any container changes: a service that fits
+	// nowhere is refused with each host's reason (a *PlacementError).
+	if err := d.checkPlan(ctx, spec, recs); err != nil {
+		return fmt.Errorf("upgrade %s: %w", spec.Name, err)
+	}
 	if o.FinishHeld {
 		for _, rec := range recs {
 			if rec != nil && rec.State == StateUpgraded {

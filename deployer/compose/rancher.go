@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dockmaster/dockmaster/deployer"
+	"github.com/dockmaster/dockmaster/deployer/scheduler"
 )
 
 // applyRancher reads rancher-compose.yml and sets the Rancher-only fields
@@ -93,6 +95,7 @@ func (s *source) rancherService(svc *deployer.ServiceSpec, n *yaml.Node) error {
 			return err
 		},
 		"upgrade_strategy": func(v *yaml.Node) error { return s.upgrade(svc, v) },
+		"scheduling":       func(v *yaml.Node) error { return s.scheduling(svc, v) },
 		"lb_config": func(v *yaml.Node) error {
 			lb, err := s.lbConfig(svc.Name, v)
 			svc.LB = lb
@@ -297,4 +300,34 @@ func (s *source) boolVal(where string, v *yaml.Node) (bool, error) {
 		return false, nil
 	}
 	return false, s.errorf(v.Line, "%s: want true or false, got %q", where, v.Value)
+}
+
+// scheduling reads the native placement rules (scheduler.Scheduling),
+// rejecting unknown keys and malformed entries with their line.
+func (s *source) scheduling(svc *deployer.ServiceSpec, n *yaml.Node) error {
+	where := svc.Name + ".scheduling"
+	if n.Kind != yaml.MappingNode {
+		return s.errorf(n.Line, "%s must be a mapping, not %s", where, kindName(n))
+	}
+	// Decode strictly: a misspelt rule must not silently place anywhere.
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return s.errorf(n.Line, "%s: %v", where, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var sc scheduler.Scheduling
+	if err := dec.Decode(&sc); err != nil {
+		return s.errorf(n.Line, "%s: %v (lines counted from the scheduling block)", where, err)
+	}
+	switch sc.Strategy {
+	case "", scheduler.Spread, scheduler.Binpack:
+	default:
+		return s.errorf(n.Line, "%s.strategy %q: want spread or binpack", where, sc.Strategy)
+	}
+	if _, err := sc.Rules("stack", svc.Name); err != nil {
+		return s.errorf(n.Line, "%s: %v", svc.Name, err)
+	}
+	svc.Scheduling = &sc
+	return nil
 }

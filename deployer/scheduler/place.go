@@ -217,12 +217,16 @@ func prepare(req Request) (*prepared, error) {
 		labels: effectiveLabels(req.Labels, req.Stack, req.Service),
 		global: req.Global || rules.Global,
 	}
-	switch req.Strategy {
+	strategy := req.Strategy
+	if strategy == "" && req.Scheduling != nil {
+		strategy = req.Scheduling.Strategy
+	}
+	switch strategy {
 	case "", Spread:
 	case Binpack:
 		pr.binpack = true
 	default:
-		return nil, fmt.Errorf("%w: %s/%s: unknown strategy %q (spread or binpack)", ErrBadRequest, req.Stack, req.Service, req.Strategy)
+		return nil, fmt.Errorf("%w: %s/%s: unknown strategy %q (spread or binpack)", ErrBadRequest, req.Stack, req.Service, strategy)
 	}
 	for _, p := range req.Ports {
 		if p.HostPort != 0 {

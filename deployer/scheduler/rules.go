@@ -246,10 +246,14 @@ type NativeAffinity struct {
 //	  container_label_ne: [io.rancher.stack_service.name=${stack_name}/${service_name}]
 //	  soft: {host_label: [disk=ssd]}
 //	  global: false
+//	  strategy: binpack
 type Scheduling struct {
 	NativeAffinity `yaml:",inline" json:",inline"`
 	Soft           NativeAffinity `yaml:"soft,omitempty" json:"soft,omitempty"`
 	Global         bool           `yaml:"global,omitempty" json:"global,omitempty"`
+	// Strategy ranks the feasible hosts: spread (default) or binpack. It is
+	// used when the Request sets none.
+	Strategy Strategy `yaml:"strategy,omitempty" json:"strategy,omitempty"`
 }
 
 // Rules converts s; errors wrap ErrBadRule and name the field and entry,
