@@ -123,6 +123,9 @@ func (l labelFlags) Set(s string) error {
 // token belongs to. It authenticates with the registration token only.
 // Exit 0 whether or not anything changed; the answer says which.
 func runHost(args []string, stdout, stderr io.Writer) error {
+	if hostAction(args) { // drain, activate, rebalance: hosts.go
+		return runHostAction(args, stdout, stderr)
+	}
 	fs := newFlags("host", hostSynopsis, stderr)
 	cf := addClientFlags(fs)
 	token := fs.String("token", "", "registration token (env DOCKMASTER_REGISTRATION_TOKEN)")

@@ -65,6 +65,7 @@ func commands() []command {
 		{"exec", "exec [-it] CONTAINER COMMAND...: run a command (or a shell) in a container", runExecCmd},
 		{"stats", "stats [-e ENV]: CPU, memory, network and disk use per host and container", runStats},
 		{"bench", "bench webhooks [-n 5000] [-c 64]: measure webhook ingestion (bare vs durable)", runBench},
+		{"plan", "plan -f docker-compose.yml -e ENV [-s STACK] [--set K=V]: where each container would go, or why it fits nowhere", runPlan},
 	}
 }
 

@@ -158,6 +158,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	(&server.StackAPI{Fleet: deployers, Store: db, Base: loops}).Register(secured)
 	// end stacks
 
+	// scheduler: placement plans, host drain/activate/rebalance
+	(&server.PlanAPI{Deployers: deployers}).Register(secured)
+	(&server.HostAPI{Store: db, Deployers: deployers}).Register(secured)
+	// end scheduler
+
 	// status pages: the app × environment matrix (JSON and dashboard) and
 	// the read-only HTML pages.
 	views := &server.Views{Store: db, Pipeline: db.Pipeline(), Apps: engine.Apps, Deployers: deployers,

@@ -96,6 +96,8 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 	}
 	(&RegistrationAPI{Store: db, Sealer: sealer}).Register(a.Routes(api))
 	(&StackAPI{Fleet: fleet.New(fleet.Options{Store: db}), Store: db}).Register(a.Routes(api))
+	(&PlanAPI{Deployers: fleet.New(fleet.Options{Store: db})}).Register(a.Routes(api))
+	(&HostAPI{Store: db, Deployers: fleet.New(fleet.Options{Store: db})}).Register(a.Routes(api))
 	registerContainers(t, srv, a, db) // containers API and pages (no hosts)
 	registerViews(srv, a, db, nil)    // status API and HTML pages
 	return &accessServer{t: t, srv: srv, auth: a, db: db, logs: logs, dir: dir}
