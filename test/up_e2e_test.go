@@ -193,6 +193,27 @@ func (s *dmServer) status(t testing.TB, stack string) stackStatus {
 	return st
 }
 
+// tryStatus is status, with ok false instead of failing on a non-2xx answer
+// (a detached job may not have created the stack yet).
+func (s *dmServer) tryStatus(t testing.TB, stack string) (stackStatus, bool) {
+	t.Helper()
+	var st stackStatus
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/api/v1/environments/prod/stacks/"+stack, nil)
+	req.SetBasicAuth(s.Access, s.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, false
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st, true
+}
+
 // cleanEnv is the process environment without dockmaster's and
 // rancher's variables, so the host running the tests cannot leak in.
 func cleanEnv() []string {
@@ -208,14 +229,17 @@ func cleanEnv() []string {
 }
 
 // runCLI runs bin args in dir with the server's URL and key in the
-// environment, plus extra; it returns stdout, stderr and the exit code.
+// environment (unless s.URL is empty), plus extra; it returns stdout, stderr and the exit code.
 func (s *dmServer) runCLI(t testing.TB, dir string, extra []string, bin string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), "DOCKMASTER_URL="+s.URL, "DOCKMASTER_ACCESS_KEY="+s.Access, "DOCKMASTER_SECRET_KEY="+s.Secret)
+	cmd.Env = cleanEnv()
+	if s.URL != "" {
+		cmd.Env = append(cmd.Env, "DOCKMASTER_URL="+s.URL, "DOCKMASTER_ACCESS_KEY="+s.Access, "DOCKMASTER_SECRET_KEY="+s.Secret)
+	}
 	cmd.Env = append(cmd.Env, extra...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -58,6 +58,7 @@ func commands() []command {
 		{"logs", "logs -e ENV -s STACK [--service S] [-f] [--tail N]: container output", runStackLogs},
 		{"revisions", "revisions -e ENV -s STACK [--redeploy N]: deployed definitions of a stack", runRevisions},
 		{"rancher-compose", "rancher-compose [flags] up [flags]: rancher-compose's CLI (also when invoked as rancher-compose)", runRancherCompose},
+		{"jenkins", "jenkins init --app APP [--out DIR]: write the test/build/deploy Jenkinsfiles and their scripts", runJenkins},
 		{"overview", "overview [--env ENV] [--app APP]: every app × environment: version, health, who deployed, pending tickets", runOverview},
 		{"deliveries", "deliveries [list|show ID|replay ID]: received webhooks; replay one into the pipeline", runDeliveries},
 		{"ps", "ps [-e ENV] [--host H] [--kind managed|standalone]: every container on every host", runPS},

@@ -1,0 +1,141 @@
+package test
+
+import (
+	"bytes"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/dockmaster/dockmaster/internal/testenv"
+	jenkinsscripts "github.com/dockmaster/dockmaster/scripts/jenkins"
+	"github.com/dockmaster/dockmaster/templates/jenkins"
+)
+
+// TestJenkinsInitMatchesTemplates checks that `dockmaster jenkins init`
+// writes the templates rendered with the same values, and the scripts as
+// embedded, executable.
+func TestJenkinsInitMatchesTemplates(t *testing.T) {
+	bin := buildDockmaster(t)
+	out := t.TempDir()
+	s := &dmServer{}
+	stdout, stderr, code := s.runCLI(t, out, nil, bin, "jenkins", "init", "--app", "java-service-1", "--out", out,
+		"--url", "https://dm.example.test", "--env", "staging", "--image", "reg.example.test/java-service-1")
+	if code != 0 {
+		t.Fatalf("jenkins init: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	v := jenkins.Values{App: "java-service-1", URL: "https://dm.example.test", Env: "staging", Image: "reg.example.test/java-service-1",
+		TestCommand: "./gradlew test", ScriptDir: "dockmaster-ci", KeyCredential: "dockmaster-key", HookCredential: "dockmaster-hook-token"}
+	for _, name := range jenkins.Names {
+		want, err := jenkins.Render(name, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the template rendered with the same values:\n%s", name, got)
+		}
+		if bytes.Contains(got, []byte("{{")) || !bytes.Contains(got, []byte("java-service-1")) {
+			t.Errorf("%s not rendered:\n%s", name, got)
+		}
+		// Secrets only through withCredentials.
+		if regexp.MustCompile(`(?i)(secret|token|password)\s*=\s*'`).Match(got) {
+			t.Errorf("%s assigns a secret literally:\n%s", name, got)
+		}
+	}
+	scripts, _ := fs.Glob(jenkinsscripts.FS, "*.sh")
+	if len(scripts) != 3 {
+		t.Fatalf("embedded scripts = %v", scripts)
+	}
+	for _, name := range scripts {
+		want, _ := jenkinsscripts.FS.ReadFile(name)
+		path := filepath.Join(out, "dockmaster-ci", name)
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %v, or differs from scripts/jenkins/%s", path, err, name)
+		}
+		if st, err := os.Stat(path); err != nil || st.Mode()&0o111 == 0 {
+			t.Errorf("%s not executable", path)
+		}
+	}
+	// A second init refuses to overwrite.
+	if _, stderr, code := s.runCLI(t, out, nil, bin, "jenkins", "init", "--app", "java-service-1", "--out", out); code != 1 || !strings.Contains(stderr, "--force") {
+		t.Errorf("second init: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := s.runCLI(t, out, nil, bin, "jenkins", "init", "--app", "x'y", "--out", t.TempDir()); code != 2 || !strings.Contains(stderr, "quotes") {
+		t.Errorf("quote in app: exit %d %s", code, stderr)
+	}
+}
+
+// TestJenkinsDeployScript runs the deploy job's script (as the Jenkinsfile
+// calls it, without Jenkins) against a real dockmaster and dockerd: the
+// service ends upgraded and the script prints a link that answers.
+func TestJenkinsDeployScript(t *testing.T) {
+	testenv.Docker(t)
+	h1 := testenv.StartHost(t, "h1")
+	testenv.HTTPServerImage(t, h1.Client, "1.0.0")
+	testenv.HTTPServerImage(t, h1.Client, "1.0.1")
+	removeOwned(t, h1)
+	bin := buildDockmaster(t)
+	s := startDockmaster(t, bin, h1)
+
+	ws := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(ws, "docker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"docker-compose.yml": seedCompose, "rancher-compose.yml": seedRancher} {
+		if err := os.WriteFile(filepath.Join(ws, "docker", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, stderr, code := s.runCLI(t, ws, nil, bin, "up", "-f", "docker/docker-compose.yml", "-e", "prod", "-s", "java-service-1", "--set", "VERSION=1.0.0"); code != 0 {
+		t.Fatalf("first up: exit %d %s", code, stderr)
+	}
+	script := filepath.Join(repoRoot(t), "scripts", "jenkins", "deploy.sh")
+	env := []string{"APP=java-service-1", "VERSION=1.0.1", "DOCKMASTER_ENV=prod", "DOCKMASTER_BIN=" + bin}
+	out, errOut, code := s.runCLI(t, ws, env, "/bin/sh", script)
+	if code != 0 {
+		t.Fatalf("deploy.sh: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	st := s.status(t, "java-service-1")
+	if st.State != "upgraded" || st.Services[0].Version != "1.0.1" || st.Services[0].OldVersion != "1.0.0" {
+		t.Fatalf("after deploy.sh: %+v\n%s", st, out)
+	}
+	m := regexp.MustCompile(`Confirm or roll back: (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("deploy.sh printed no link:\n%s", out)
+	}
+	req, _ := http.NewRequest(http.MethodGet, m[1], nil)
+	req.SetBasicAuth(s.Access, s.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("link %s: %d", m[1], resp.StatusCode)
+	}
+
+	// Missing files stop the job with the seed's messages.
+	empty := t.TempDir()
+	out, _, code = s.runCLI(t, empty, append(env, "DOCKERFILES_DIR="+empty), "/bin/sh", script)
+	if code != 1 || strings.TrimSpace(out) != "No docker-compose.yml found. Can't continue!" {
+		t.Errorf("no compose file: exit %d %q", code, out)
+	}
+	if err := os.MkdirAll(filepath.Join(empty, "docker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(empty, "docker", "docker-compose.yml"), []byte(seedCompose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code = s.runCLI(t, empty, env, "/bin/sh", script)
+	if code != 1 || strings.TrimSpace(out) != "No rancher-compose.yml found. Can't continue!" {
+		t.Errorf("no rancher-compose file: exit %d %q", code, out)
+	}
+}
