@@ -2,8 +2,10 @@ package test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,5 +139,51 @@ func TestJenkinsDeployScript(t *testing.T) {
 	out, _, code = s.runCLI(t, empty, env, "/bin/sh", script)
 	if code != 1 || strings.TrimSpace(out) != "No rancher-compose.yml found. Can't continue!" {
 		t.Errorf("no rancher-compose file: exit %d %q", code, out)
+	}
+}
+
+// TestJenkinsReportScript runs report.sh against a recording server: the
+// body is the generic hook's JSON (webhooks/GENERIC.md) with the build's
+// parameters, and the token travels only in the header.
+func TestJenkinsReportScript(t *testing.T) {
+	type hook struct {
+		Job        string            `json:"job"`
+		Number     int               `json:"number"`
+		Phase      string            `json:"phase"`
+		Status     string            `json:"status"`
+		URL        string            `json:"url"`
+		SCM        map[string]string `json:"scm"`
+		Parameters map[string]string `json:"parameters"`
+	}
+	got := make(chan hook, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h hook
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if r.URL.Path != "/webhooks/generic" || r.Header.Get("X-Dockmaster-Token") != "tok-123" || dec.Decode(&h) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		got <- h
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	s := &dmServer{}
+	env := []string{"DOCKMASTER_URL=" + srv.URL + "/", "DOCKMASTER_HOOK_TOKEN=tok-123", "JOB_NAME=team/java-service-1-build",
+		"BUILD_NUMBER=57", "BUILD_URL=https://ci.test/job/57/", "GIT_COMMIT=abc123", "GIT_BRANCH=origin/main", "GIT_URL=https://git.test/x.git"}
+	script := filepath.Join(repoRoot(t), "scripts", "jenkins", "report.sh")
+	out, errOut, code := s.runCLI(t, t.TempDir(), env, "/bin/sh", script, "SUCCESS",
+		"IMAGE=reg.test/java-service-1:1.0.1", "IMAGE_DIGEST=sha256:0123", `NOTE=say "hi"\now`)
+	if code != 0 {
+		t.Fatalf("report.sh: exit %d %s %s", code, out, errOut)
+	}
+	h := <-got
+	if h.Job != "team/java-service-1-build" || h.Number != 57 || h.Status != "SUCCESS" || h.Phase != "FINALIZED" ||
+		h.SCM["commit"] != "abc123" || h.Parameters["IMAGE_DIGEST"] != "sha256:0123" ||
+		h.Parameters["IMAGE"] != "reg.test/java-service-1:1.0.1" || h.Parameters["NOTE"] != `say "hi"\now` {
+		t.Fatalf("hook = %+v", h)
+	}
+	if strings.Contains(out+errOut, "tok-123") {
+		t.Fatal("report.sh printed the token")
 	}
 }
