@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -76,7 +78,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 
 // benchReport holds the figures of one in-process run.
 type benchReport struct {
-	Bare, Group, OneTx loadgen.Stats
+	Bare, Group, OneTx benchFigures
+}
+
+// benchFigures are one scenario's stats plus the process CPU (client and
+// server together) per acknowledged hook: on a shared machine, throughput
+// follows whatever else runs, CPU per hook much less.
+type benchFigures struct {
+	loadgen.Stats
+	CPUPerHook time.Duration
+	MeanBatch  float64 // deliveries per transaction (durable scenarios)
 }
 
 // benchSecret signs the in-process hooks.
@@ -115,7 +126,7 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 	scenarios := []struct {
 		name string
 		opts ingest.Options
-		out  *loadgen.Stats
+		out  *benchFigures
 	}{
 		{"group", ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}, &rep.Group},
 		{"onetx", ingest.Options{MaxBatch: 1}, &rep.OneTx},
@@ -139,9 +150,14 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 	}
 
 	tw := newTable(w)
-	fmt.Fprintln(tw, "scenario\taccepted/s\tp50\tp99\tacknowledged")
-	row := func(name string, s loadgen.Stats) {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d/%d\n", name, s.PerSecond, roundDur(s.P50), roundDur(s.P99), s.Acknowledged, s.Sent)
+	fmt.Fprintln(tw, "scenario\taccepted/s\tp50\tp99\tCPU/hook\tper tx\tacknowledged")
+	row := func(name string, s benchFigures) {
+		batch := "-"
+		if s.MeanBatch > 0 {
+			batch = fmt.Sprintf("%.1f", s.MeanBatch)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d/%d\n", name, s.PerSecond, roundDur(s.P50), roundDur(s.P99),
+			s.CPUPerHook.Round(time.Microsecond), batch, s.Acknowledged, s.Sent)
 	}
 	row("bare gin handler (nothing stored)", rep.Bare)
 	row(fmt.Sprintf("durable, group commit (batch <= %d)", o.batchMax), rep.Group)
@@ -169,6 +185,11 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 	goal("durable/bare throughput", ratio(rep.Group.PerSecond, rep.Bare.PerSecond), goalDurableOverBare, true)
 	goal("group/one-tx throughput", ratio(rep.Group.PerSecond, rep.OneTx.PerSecond), goalGroupOverOneTx, true)
 	goal(fmt.Sprintf("p99 durable/bare at %d conns", o.c), ratio(float64(rep.Group.P99), float64(rep.Bare.P99)), goalP99OverBare, false)
+	fmt.Fprintf(w, "%-36s %6.2f   (bare/durable CPU per hook: the throughput ratio once CPU-bound)\n", "CPU-bound durable/bare estimate",
+		ratio(float64(rep.Bare.CPUPerHook), float64(rep.Group.CPUPerHook)))
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(w, "load average during the run: %s (%d CPUs)\n", strings.Join(strings.Fields(string(load))[:3], " "), runtime.NumCPU())
+	}
 	if len(problems) > 0 {
 		return rep, errors.New("bench: " + strings.Join(problems, "; "))
 	}
@@ -177,10 +198,10 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 
 // benchDurable serves the real receive path (webhooks.Parse, then the
 // committer) and fires hooks at it.
-func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks []loadgen.Hook, conc int, log *slog.Logger) (loadgen.Stats, []loadgen.Result, error) {
+func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks []loadgen.Hook, conc int, log *slog.Logger) (benchFigures, []loadgen.Result, error) {
 	lookup, err := server.WebhookSecrets(config.Webhooks{Secrets: map[string]config.Secret{"github": config.NewSecret(benchSecret)}})
 	if err != nil {
-		return loadgen.Stats{}, nil, err
+		return benchFigures{}, nil, err
 	}
 	w := db.DeliveryWriter()
 	com := ingest.New(w, opts)
@@ -190,15 +211,20 @@ func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks 
 	defer func() { stop(); <-done }()
 	srv := server.New(log, nil)
 	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: lookup}), Ingest: com, Log: log}).Register(srv.Engine)
-	return benchScenario(ctx, srv.Engine, hooks, conc)
+	b0, d0 := com.Stats()
+	f, results, err := benchScenario(ctx, srv.Engine, hooks, conc)
+	if b1, d1 := com.Stats(); b1 > b0 {
+		f.MeanBatch = float64(d1-d0) / float64(b1-b0)
+	}
+	return f, results, err
 }
 
 // benchScenario serves h on a loopback port, warms up, fires hooks and
 // returns their stats and results.
-func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, conc int) (loadgen.Stats, []loadgen.Result, error) {
+func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, conc int) (benchFigures, []loadgen.Result, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return loadgen.Stats{}, nil, err
+		return benchFigures{}, nil, err
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
@@ -209,9 +235,23 @@ func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, co
 	// Warm-up: open the connections and the code paths (distinct ids).
 	warm := benchHooks(fmt.Sprintf("warmup-%p", hooks), benchSecret, min(len(hooks), 4*conc))
 	loadgen.Fire(ctx, client, target, warm, conc)
+	cpu0 := processCPU()
 	start := time.Now()
 	results := loadgen.Fire(ctx, client, target, hooks, conc)
-	return loadgen.Summarize(results, time.Since(start)), results, nil
+	f := benchFigures{Stats: loadgen.Summarize(results, time.Since(start))}
+	if f.Acknowledged > 0 {
+		f.CPUPerHook = (processCPU() - cpu0) / time.Duration(f.Acknowledged)
+	}
+	return f, results, nil
+}
+
+// processCPU is the user+system time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // verifyStored checks every acknowledged delivery is in db exactly once.

@@ -148,3 +148,30 @@ func TestBenchWebhooks(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 }
+
+// BenchmarkWebhookIngest is `dockmaster bench webhooks -n 1000 -c 64` per
+// iteration, reporting the goal ratios (durable/bare >= 0.5, group/one-tx
+// >= 5, p99 durable/bare <= 2) and accepted hooks per second.
+func BenchmarkWebhookIngest(b *testing.B) {
+	var last benchReport
+	for range b.N {
+		rep, err := benchWebhooks(context.Background(), benchOptions{n: 1000, c: 64, batchMax: 256}, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = rep
+	}
+	ratio := func(a, c float64) float64 {
+		if c == 0 {
+			return 0
+		}
+		return a / c
+	}
+	b.ReportMetric(last.Bare.PerSecond, "bare-hooks/s")
+	b.ReportMetric(last.Group.PerSecond, "durable-hooks/s")
+	b.ReportMetric(last.OneTx.PerSecond, "onetx-hooks/s")
+	b.ReportMetric(ratio(last.Group.PerSecond, last.Bare.PerSecond), "durable/bare")
+	b.ReportMetric(ratio(last.Group.PerSecond, last.OneTx.PerSecond), "group/onetx")
+	b.ReportMetric(ratio(float64(last.Group.P99), float64(last.Bare.P99)), "p99-durable/bare")
+	b.ReportMetric(last.Group.MeanBatch, "hooks/tx")
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dockmaster/dockmaster/internal/store"
@@ -63,6 +64,14 @@ type Committer struct {
 	queue   []*request
 	stopped bool
 	wake    chan struct{} // buffered 1: "the queue is not empty"
+
+	batches, committed atomic.Int64
+}
+
+// Stats reports how many transactions were committed and how many
+// deliveries they held (their ratio is the mean batch size).
+func (c *Committer) Stats() (batches, deliveries int64) {
+	return c.batches.Load(), c.committed.Load()
 }
 
 // New returns a Committer writing through w.
@@ -164,6 +173,10 @@ func (c *Committer) commit(ctx context.Context, batch []*request, recs []store.N
 	res, err := c.w.InsertDeliveries(ctx, recs)
 	if err == nil && len(res) != len(batch) {
 		err = fmt.Errorf("ingest: writer returned %d results for %d deliveries", len(res), len(batch))
+	}
+	if err == nil {
+		c.batches.Add(1)
+		c.committed.Add(int64(len(batch)))
 	}
 	events := false
 	for i, r := range batch {
