@@ -105,6 +105,8 @@ type Engine struct {
 	apps map[string]*App
 	wake chan struct{}
 
+	deployBuild func(ctx context.Context, ticket string, ok bool, detail string) error
+
 	mu     sync.Mutex
 	active map[int64]bool      // runs being stepped now
 	idle   map[int64]idleState // runs that made no progress: look again later
@@ -120,6 +122,28 @@ type idleState struct {
 // RunParam is the Jenkins parameter that carries the run key, so the
 // engine can find its own build after a restart.
 const RunParam = "DOCKMASTER_RUN"
+
+// TicketParam is the Jenkins parameter naming the ticket a deploy job
+// deploys; its build notifications settle that ticket's deploy.
+const TicketParam = "DOCKMASTER_TICKET"
+
+// DeployHooks connect the engine to the deploy manager, which is built
+// after it (it reads the engine's apps).
+type DeployHooks struct {
+	// OnTicket is called after a ticket is created.
+	OnTicket func(Ticket)
+	// DeployBuildFinished is called when a Jenkins deploy job of a ticket
+	// finishes, with its result.
+	DeployBuildFinished func(ctx context.Context, ticket string, ok bool, detail string) error
+}
+
+// SetDeployHooks installs h; call it before Run.
+func (e *Engine) SetDeployHooks(h DeployHooks) {
+	if h.OnTicket != nil {
+		e.o.OnTicket = h.OnTicket
+	}
+	e.deployBuild = h.DeployBuildFinished
+}
 
 // NewEngine validates the apps and returns an engine.
 func NewEngine(o Options) (*Engine, error) {
@@ -312,9 +336,13 @@ func (e *Engine) handleEvent(ctx context.Context, id int64, ev webhooks.Event) e
 			}
 		}
 	case webhooks.KindBuild:
-		if ev.Build != nil {
-			return e.applyJenkinsEvent(ctx, ev.Build)
+		if ev.Build == nil {
+			return nil
 		}
+		if key := ev.Build.Parameters[TicketParam]; key != "" {
+			return e.applyDeployBuild(ctx, key, ev.Build)
+		}
+		return e.applyJenkinsEvent(ctx, ev.Build)
 	case webhooks.KindImage:
 		for _, img := range ev.Images {
 			if err := e.applyImage(ctx, img); err != nil {

@@ -100,7 +100,7 @@ type harness struct {
 	done   chan struct{}
 }
 
-func start(t *testing.T, db *store.DB, emu *jenkinsemu.Server, apps []pipeline.App, poll time.Duration) *harness {
+func start(t *testing.T, db *store.DB, emu *jenkinsemu.Server, apps []pipeline.App, poll time.Duration, setup ...func(*pipeline.Engine)) *harness {
 	t.Helper()
 	jc, err := jenkins.New(emu.URL(), "ci", "tok")
 	if err != nil {
@@ -109,6 +109,9 @@ func start(t *testing.T, db *store.DB, emu *jenkinsemu.Server, apps []pipeline.A
 	e, err := pipeline.NewEngine(pipeline.Options{Store: db.Pipeline(), Apps: apps, Jenkins: jc, Tick: 20 * time.Millisecond, PollAfter: poll})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(e)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{db: db, emu: emu, engine: e, cancel: cancel, done: make(chan struct{})}
@@ -315,5 +318,44 @@ func TestCancelRerunAndManualTicket(t *testing.T) {
 	}
 	if tk.Key != "DEPLOY-2" || tk.Environment != "dev" || tk.Version != "1.0.1" || tk.CreatedBy != "bob" {
 		t.Fatalf("manual ticket %+v", tk)
+	}
+}
+
+// A Jenkins deploy job's final notification settles its ticket's deploy;
+// earlier phases and other jobs' builds do not.
+func TestDeployJobNotificationReachesTheDeployManager(t *testing.T) {
+	db := openStore(t)
+	emu := jenkinsemu.New(t, jenkinsemu.Options{})
+	type call struct {
+		key    string
+		ok     bool
+		detail string
+	}
+	calls := make(chan call, 10)
+	h := start(t, db, emu, []pipeline.App{javaApp()}, time.Hour, func(e *pipeline.Engine) {
+		e.SetDeployHooks(pipeline.DeployHooks{DeployBuildFinished: func(_ context.Context, key string, ok bool, detail string) error {
+			calls <- call{key, ok, detail}
+			return nil
+		}})
+	})
+	build := func(phase webhooks.Phase, status webhooks.Status) webhooks.Event {
+		return webhooks.Event{Kind: webhooks.KindBuild, Build: &webhooks.Build{Job: "deploy-java", Number: 7, Phase: phase, Status: status,
+			URL: "http://jenkins/job/deploy-java/7/", Parameters: map[string]string{pipeline.TicketParam: "DEPLOY-3", "VERSION": "1.0.1"}}}
+	}
+	addEvent(t, db, build(webhooks.PhaseStarted, ""))
+	addEvent(t, db, build(webhooks.PhaseFinalized, webhooks.StatusFailure))
+	h.engine.Wake()
+	select {
+	case c := <-calls:
+		if c.key != "DEPLOY-3" || c.ok || !strings.Contains(c.detail, "FAILURE") || !strings.Contains(c.detail, "/job/deploy-java/7/") {
+			t.Fatalf("call %+v", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("deploy hook not called")
+	}
+	select {
+	case c := <-calls:
+		t.Fatalf("unexpected second call %+v (the STARTED phase must not settle the deploy)", c)
+	case <-time.After(200 * time.Millisecond):
 	}
 }

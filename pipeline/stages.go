@@ -268,6 +268,19 @@ func (e *Engine) applyJenkinsEvent(ctx context.Context, b *webhooks.Build) error
 	return nil
 }
 
+// applyDeployBuild hands a finished Jenkins deploy job to the deploy
+// manager; earlier phases carry no result.
+func (e *Engine) applyDeployBuild(ctx context.Context, ticket string, b *webhooks.Build) error {
+	if e.deployBuild == nil || !(b.Phase.Final() || b.Phase == webhooks.PhaseCompleted) {
+		return nil
+	}
+	detail := "Jenkins result " + string(b.Status)
+	if b.URL != "" {
+		detail += ": " + b.URL
+	}
+	return ignoreConflict(e.deployBuild(ctx, ticket, b.Status == webhooks.StatusSuccess, detail))
+}
+
 // ignoreConflict: a late duplicate notification finds the stage settled.
 func ignoreConflict(err error) error {
 	if errors.Is(err, ErrConflict) {

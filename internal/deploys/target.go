@@ -170,10 +170,6 @@ func (b *Builtin) Health(ctx context.Context, t pipeline.Ticket) (pipeline.Healt
 	return h, nil
 }
 
-// TicketParam is the Jenkins parameter naming the ticket of a deploy job,
-// so the engine can route its Build events to Deploys.DeployFinished.
-const TicketParam = "DOCKMASTER_TICKET"
-
 // JenkinsJob deploys by triggering a Jenkins job with VERSION; its outcome
 // arrives later through Deploys.DeployFinished. Held upgrades, finish and
 // rollback are the job's business, so those are no-ops here.
@@ -185,11 +181,11 @@ type JenkinsJob struct {
 // Deploy triggers the job unless a build for this ticket exists already.
 func (j *JenkinsJob) Deploy(ctx context.Context, t pipeline.Ticket) (pipeline.DeployOutcome, error) {
 	links := map[string]string{}
-	if f, err := j.Jenkins.FindBuild(ctx, j.Job, TicketParam, t.Key); err == nil && f != nil {
+	if f, err := j.Jenkins.FindBuild(ctx, j.Job, pipeline.TicketParam, t.Key); err == nil && f != nil {
 		return pipeline.DeployOutcome{Pending: true, Links: links}, nil
 	}
 	_, err := j.Jenkins.Trigger(ctx, j.Job, map[string]string{"VERSION": t.Version, "ENVIRONMENT": t.Environment,
-		"APP": t.App, "GIT_COMMIT": t.Commit, TicketParam: t.Key})
+		"APP": t.App, "GIT_COMMIT": t.Commit, pipeline.TicketParam: t.Key})
 	if err != nil {
 		return pipeline.DeployOutcome{}, fmt.Errorf("jenkins job %s: %w", j.Job, err)
 	}
