@@ -13,25 +13,50 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing/object"
+
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/deployer/compose"
 	"github.com/dockmaster/dockmaster/pipeline"
 )
 
-// Commits reads a commit's tree (*pipeline.GitCache implements it).
+// Commits reads a file of a commit's tree. branch is the ticket's branch
+// or tag name: the commit is fetched from there, since a release branch's
+// commit is often not reachable from the remote's HEAD.
 type Commits interface {
-	File(ctx context.Context, a *pipeline.App, commit, name string) ([]byte, error)
+	File(ctx context.Context, a *pipeline.App, branch, commit, name string) ([]byte, error)
 }
 
 // GitFiles reads files at a commit through a GitCache.
 type GitFiles struct{ Cache *pipeline.GitCache }
 
+// refsFor lists the refs a commit of branch may be fetched from, most
+// likely first: the branch, the tag of that name (tickets carry either in
+// Branch), then HEAD.
+func refsFor(branch string) []string {
+	if branch == "" {
+		return []string{"HEAD"}
+	}
+	return []string{"refs/heads/" + branch, "refs/tags/" + branch, "HEAD"}
+}
+
 // File returns name at commit of a's repository; os.ErrNotExist (wrapped)
 // when the commit has no such file.
-func (g GitFiles) File(ctx context.Context, a *pipeline.App, commit, name string) ([]byte, error) {
-	c, err := g.Cache.Commit(ctx, a.Repo.URL, a.Repo.Username, a.Repo.Password, "", commit)
-	if err != nil {
-		return nil, err
+func (g GitFiles) File(ctx context.Context, a *pipeline.App, branch, commit, name string) ([]byte, error) {
+	var c *object.Commit
+	var errs []error
+	for _, ref := range refsFor(branch) {
+		var err error
+		if c, err = g.Cache.Commit(ctx, a.Repo.URL, a.Repo.Username, a.Repo.Password, ref, commit); err == nil {
+			break
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if c == nil {
+		return nil, fmt.Errorf("app %s: commit %.7s of %s: %w", a.Name, commit, branch, errors.Join(errs...))
 	}
 	f, err := c.File(name)
 	if err != nil {
@@ -66,9 +91,9 @@ func (b *Builtin) files(ctx context.Context, a *pipeline.App, t pipeline.Ticket)
 		dir = "docker"
 	}
 	if b.Files != nil && t.Commit != "" && (a.Repo.URL != "") {
-		dc, err = b.Files.File(ctx, a, t.Commit, path.Join(dir, "docker-compose.yml"))
+		dc, err = b.Files.File(ctx, a, t.Branch, t.Commit, path.Join(dir, "docker-compose.yml"))
 		if err == nil {
-			rc, rerr := b.Files.File(ctx, a, t.Commit, path.Join(dir, "rancher-compose.yml"))
+			rc, rerr := b.Files.File(ctx, a, t.Branch, t.Commit, path.Join(dir, "rancher-compose.yml"))
 			if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				return "", nil, nil, rerr
 			}
