@@ -229,7 +229,10 @@ func (c *Config) validate(root *yaml.Node) error {
 			return at(err.Error(), "webhooks", "repo_secrets", r)
 		}
 	}
-	return c.validatePipeline(at)
+	if err := c.validatePipeline(at); err != nil {
+		return err
+	}
+	return c.validateDeploys(at)
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)

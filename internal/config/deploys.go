@@ -1,5 +1,14 @@
 package config
 
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
 // Deploys configures deploy windows, approvals, held upgrades and their
 // notifications, per environment with per-app overrides.
 type Deploys struct {
@@ -80,4 +89,151 @@ type DeployEmail struct {
 	To       []string `yaml:"to"`
 	Username string   `yaml:"username"`
 	Password Secret   `yaml:"password"`
+}
+
+// deployCron is the window cron syntax: five fields, minute first (as
+// pipeline.Windows parses it).
+var deployCron = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// validateDeploys checks the deploys section so that a mistake names its
+// file:line; internal/deploys.Compile checks the same again when it builds
+// the policies.
+func (c *Config) validateDeploys(at func(msg string, path ...string) error) error {
+	d := c.Deploys
+	if err := d.LinkKey.check(); err != nil {
+		return at(err.Error(), "deploys", "link_key")
+	}
+	for _, env := range sortedKeys(d.Environments) {
+		p := d.Environments[env]
+		where := []string{"deploys", "environments", env}
+		if err := d.validatePolicy(at, p, where); err != nil {
+			return err
+		}
+		for _, app := range sortedKeys(p.Apps) {
+			ap := p.Apps[app]
+			if len(ap.Apps) > 0 {
+				return at("apps do not nest", append(where, "apps", app, "apps")...)
+			}
+			if err := d.validatePolicy(at, ap, append(slices.Clone(where), "apps", app)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d Deploys) validatePolicy(at func(msg string, path ...string) error, p DeployPolicy, where []string) error {
+	key := func(k ...string) []string { return append(slices.Clone(where), k...) }
+	if w := p.Windows; w != nil {
+		if !w.Immediate && len(w.Allow) == 0 {
+			return at("set immediate: true or at least one allow window", key("windows")...)
+		}
+		if w.Jitter < 0 {
+			return at("must not be negative", key("windows", "jitter")...)
+		}
+		for i, a := range w.Allow {
+			if err := validateWindow(at, a, key("windows", "allow", strconv.Itoa(i))); err != nil {
+				return err
+			}
+		}
+		for i, f := range w.Deny {
+			k := key("windows", "deny", strconv.Itoa(i))
+			if f.Cron != "" {
+				if err := validateWindow(at, f, k); err != nil {
+					return err
+				}
+				continue
+			}
+			loc := time.UTC
+			if f.Zone != "" {
+				l, err := time.LoadLocation(f.Zone)
+				if err != nil {
+					return at(fmt.Sprintf("unknown time zone %q", f.Zone), append(k, "zone")...)
+				}
+				loc = l
+			}
+			from, err := parseDeployDate(f.From, loc)
+			if err != nil {
+				return at(err.Error(), append(slices.Clone(k), "from")...)
+			}
+			to, err := parseDeployDate(f.To, loc)
+			if err != nil {
+				return at(err.Error(), append(slices.Clone(k), "to")...)
+			}
+			if !to.After(from) {
+				return at(fmt.Sprintf("%s is not after from %s", f.To, f.From), append(k, "to")...)
+			}
+		}
+	}
+	for _, g := range []struct {
+		name string
+		a    *DeployApproval
+	}{{"approval", p.Approval}, {"finish", p.Finish}} {
+		name, a := g.name, g.a
+		if a == nil {
+			continue
+		}
+		if a.Required < 0 {
+			return at(fmt.Sprintf("must not be negative, got %d", a.Required), key(name, "required")...)
+		}
+		for i, g := range a.Groups {
+			if _, ok := d.Groups[g]; !ok {
+				return at(fmt.Sprintf("group %q is not in deploys.groups", g), key(name, "groups", strconv.Itoa(i))...)
+			}
+		}
+	}
+	if h := p.Hold; h != nil {
+		switch h.Mode {
+		case "", "stay", "auto-finish", "auto-rollback":
+		default:
+			return at(fmt.Sprintf("want stay, auto-finish or auto-rollback, got %q", h.Mode), key("hold", "mode")...)
+		}
+		if h.Mode == "auto-finish" && h.AutoFinishAfter <= 0 {
+			return at("auto-finish needs a positive auto_finish_after", key("hold", "auto_finish_after")...)
+		}
+	}
+	if n := p.Notify; n != nil && n.Email != nil {
+		if err := n.Email.Password.check(); err != nil {
+			return at(err.Error(), key("notify", "email", "password")...)
+		}
+		if n.Email.Addr == "" || len(n.Email.To) == 0 {
+			return at("addr and to are required", key("notify", "email")...)
+		}
+	}
+	return nil
+}
+
+func validateWindow(at func(msg string, path ...string) error, w DeployWindow, k []string) error {
+	if _, err := deployCron.Parse(w.Cron); err != nil {
+		return at(fmt.Sprintf("%q: %v (five fields, minute first)", w.Cron, err), append(slices.Clone(k), "cron")...)
+	}
+	if w.Duration <= 0 {
+		return at("must be positive, e.g. 2h", append(slices.Clone(k), "duration")...)
+	}
+	if w.Zone != "" {
+		if _, err := time.LoadLocation(w.Zone); err != nil {
+			return at(fmt.Sprintf("unknown time zone %q", w.Zone), append(slices.Clone(k), "zone")...)
+		}
+	}
+	return nil
+}
+
+func parseDeployDate(s string, loc *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	t, err := time.ParseInLocation("2006-01-02", s, loc)
+	if err != nil {
+		return t, fmt.Errorf("want RFC 3339 or YYYY-MM-DD, got %q", s)
+	}
+	return t, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
