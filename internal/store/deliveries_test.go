@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -234,5 +235,34 @@ func BenchmarkInsertDeliveries(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/delivery")
 			})
 		}
+	}
+}
+
+// TestDeliveryWriterCheckpoints: the writer's own connection never
+// checkpoints, so its background checkpointer must copy the WAL into the
+// database file (else the WAL grows without bound).
+func TestDeliveryWriterCheckpoints(t *testing.T) {
+	db, path := openTemp(t)
+	w := db.DeliveryWriter()
+	body := []byte(strings.Repeat("x", 2000))
+	for b := 0; b < (checkpointEvery+63)/64+1; b++ {
+		batch := make([]NewDelivery, 64)
+		for i := range batch {
+			batch[i] = newDelivery(fmt.Sprintf("%d-%d", b, i), true)
+			batch[i].Body = body
+		}
+		if _, err := w.InsertDeliveries(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil { // waits for the checkpointer
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if min := int64(checkpointEvery * len(body)); st.Size() < min {
+		t.Fatalf("database file is %d bytes after %d deliveries, want >= %d: nothing was checkpointed", st.Size(), checkpointEvery, min)
 	}
 }
