@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +36,10 @@ func (v *Views) RegisterPages(root *auth.Routes) {
 	root.Handle(http.MethodGet, "/environments/:env/stacks/:stack/services/:service", auth.PermView, env, v.service)
 	root.Handle(http.MethodGet, "/tickets", auth.PermView, auth.NoEnv, v.tickets)
 	root.Handle(http.MethodGet, "/tickets/:key", auth.PermView, v.ticketEnv, v.ticket)
+	if v.Actions != nil {
+		root.Handle(http.MethodPost, "/tickets/:key/confirm", auth.PermApprove, v.ticketEnv, v.ticketAction("confirm"))
+		root.Handle(http.MethodPost, "/tickets/:key/rollback", auth.PermApprove, v.ticketEnv, v.ticketAction("rollback"))
+	}
 	root.Handle(http.MethodGet, "/deliveries", auth.PermView, auth.NoEnv, v.deliveries)
 	root.Handle(http.MethodGet, "/audit", auth.PermView, auth.Query("env"), v.audit)
 }
@@ -404,7 +409,8 @@ func (v *Views) ticket(c *gin.Context) {
 		return
 	}
 	data := ticketData{Ticket: t, Created: when(t.CreatedAt), Updated: when(t.UpdatedAt), Links: linkList(t.Links),
-		CanAct:      t.State == pipeline.TicketAwaitingConfirmation && v.can(c, t.Environment, auth.PermApprove),
+		CanAct: v.Actions != nil && t.State == pipeline.TicketAwaitingConfirmation &&
+			v.can(c, t.Environment, auth.PermApprove),
 		ServiceLink: "/environments/" + t.Environment}
 	if t.RunID > 0 {
 		r, err := v.Pipeline.Run(ctx, t.RunID)
@@ -443,6 +449,40 @@ func (v *Views) ticket(c *gin.Context) {
 	live := t.State != pipeline.TicketDone && t.State != pipeline.TicketRolledBack && t.State != pipeline.TicketFailed &&
 		t.State != pipeline.TicketCanceled && t.State != pipeline.TicketExpired
 	v.render(c, http.StatusOK, "ticket", t.Key, live, data)
+}
+
+// ticketAction is the no-JavaScript side of the ticket page's buttons:
+// act as the session's user (never a form field), then go back to the
+// ticket (303, so a reload does not post again).
+func (v *Views) ticketAction(op string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key := c.Param("key")
+		who := pipeline.Actor{Name: auth.PrincipalFrom(c).Name, Source: c.ClientIP()}
+		var err error
+		if op == "confirm" {
+			_, err = v.Actions.Confirm(c.Request.Context(), key, who)
+		} else {
+			err = v.Actions.Rollback(c.Request.Context(), key, who)
+		}
+		if err != nil {
+			status := http.StatusInternalServerError
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				status = http.StatusNotFound
+			case errors.Is(err, pipeline.ErrNotEligible), errors.Is(err, pipeline.ErrSelfApprove):
+				status = http.StatusForbidden
+			case errors.Is(err, pipeline.ErrWrongState), errors.Is(err, pipeline.ErrAlreadyVoted), errors.Is(err, pipeline.ErrConflict):
+				status = http.StatusConflict
+			}
+			if status == http.StatusInternalServerError {
+				v.pageError(c, err)
+				return
+			}
+			v.render(c, status, "error", "Cannot "+op+" "+key, false, err.Error())
+			return
+		}
+		c.Redirect(http.StatusSeeOther, "/tickets/"+url.PathEscape(key))
+	}
 }
 
 // --- deliveries and audit

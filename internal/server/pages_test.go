@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +23,32 @@ import (
 func registerViews(s *Server, a *auth.Authenticator, db *store.DB, apps []*pipeline.App) *Views {
 	v := &Views{Store: db, Pipeline: db.Pipeline(), Apps: func() []*pipeline.App { return apps },
 		Deployers: fleet.New(fleet.Options{Store: db}), Authz: a.Authorizer(), Pages: templates.NewPages(),
-		Votes: db.Deploys(), ProbeTimeout: 2 * time.Second}
+		Votes: db.Deploys(), ProbeTimeout: 2 * time.Second, Actions: storeActions{db.Pipeline()}}
 	v.RegisterAPI(a.Routes(s.Engine.Group("/api/v1")))
 	v.RegisterPages(a.Routes(&s.Engine.RouterGroup))
 	return v
+}
+
+// storeActions stands in for pipeline.Deploys: it only moves the ticket,
+// which is what the page must show afterwards.
+type storeActions struct{ s pipeline.Store }
+
+func (a storeActions) Confirm(ctx context.Context, key string, _ pipeline.Actor) (pipeline.ApprovalStatus, error) {
+	if _, err := a.s.Ticket(ctx, key); err != nil {
+		return pipeline.ApprovalStatus{}, err
+	}
+	err := a.s.TransitionTicket(ctx, key, pipeline.TicketAwaitingConfirmation, pipeline.TicketDone, "confirmed")
+	if errors.Is(err, pipeline.ErrConflict) {
+		err = fmt.Errorf("%w: %w", pipeline.ErrWrongState, err)
+	}
+	return pipeline.ApprovalStatus{Approved: err == nil}, err
+}
+
+func (a storeActions) Rollback(ctx context.Context, key string, _ pipeline.Actor) error {
+	if _, err := a.s.Ticket(ctx, key); err != nil {
+		return err
+	}
+	return a.s.TransitionTicket(ctx, key, pipeline.TicketAwaitingConfirmation, pipeline.TicketRolledBack, "rolled back")
 }
 
 const plantedSecret = "s3cr3t-db-pw-77f1"
@@ -250,5 +275,42 @@ func TestPagesErrorsAndAnonymous(t *testing.T) {
 	}
 	if w := s.do(http.MethodGet, "/tickets/DEPLOY-3", st); w.Code != http.StatusForbidden {
 		t.Errorf("staging-only user on a prod ticket: %d, want 403", w.Code)
+	}
+}
+
+func TestTicketFormsActAsTheSessionUser(t *testing.T) {
+	s := statusFixture(t)
+	ctx := context.Background()
+	for name, role := range map[string]auth.Role{"ro": auth.RoleReadOnly, "own": auth.RoleOwner} {
+		u, err := s.auth.CreateUser(ctx, name, "pw-of-"+name+"-123", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.SetMembership(ctx, "prod", u.ID, string(role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	form := func(csrf string) reqOpt {
+		return withBody("application/x-www-form-urlencoded", url.Values{"csrf_token": {csrf}}.Encode())
+	}
+	ro, _ := s.login("ro", "pw-of-ro-123")
+	if w := s.do(http.MethodPost, "/tickets/DEPLOY-3/confirm", ro, form(ro.csrf)); w.Code != http.StatusForbidden {
+		t.Errorf("read-only confirm: %d, want 403", w.Code)
+	}
+	own, _ := s.login("own", "pw-of-own-123")
+	if w := s.do(http.MethodPost, "/tickets/DEPLOY-3/confirm", own, form("wrong")); w.Code != http.StatusForbidden {
+		t.Errorf("confirm with a wrong CSRF token: %d, want 403", w.Code)
+	}
+	w := s.do(http.MethodPost, "/tickets/DEPLOY-3/confirm", own, form(own.csrf))
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/tickets/DEPLOY-3" {
+		t.Fatalf("owner confirm: %d Location %q, want 303 to the ticket", w.Code, w.Header().Get("Location"))
+	}
+	if tk, err := s.db.Pipeline().Ticket(ctx, "DEPLOY-3"); err != nil || tk.State != pipeline.TicketDone {
+		t.Fatalf("DEPLOY-3 = %v %v, want done", tk.State, err)
+	}
+	// Again: the ticket moved on, so the page says why it cannot.
+	w = s.do(http.MethodPost, "/tickets/DEPLOY-3/rollback", own, form(own.csrf))
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "Cannot rollback DEPLOY-3") {
+		t.Errorf("rollback of a done ticket: %d %s, want 409 page", w.Code, w.Body)
 	}
 }

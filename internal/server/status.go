@@ -31,6 +31,12 @@ type VoteLister interface {
 	Votes(ctx context.Context, ticket, stage string) ([]pipeline.Vote, error)
 }
 
+// TicketActions finish or roll back a held upgrade (*pipeline.Deploys).
+type TicketActions interface {
+	Confirm(ctx context.Context, key string, who pipeline.Actor) (pipeline.ApprovalStatus, error)
+	Rollback(ctx context.Context, key string, who pipeline.Actor) error
+}
+
 // Views serves the status of every app in every environment: the JSON at
 // /api/v1/status, the `dockmaster status` matrix, and the HTML pages
 // (dashboard, environment, service, tickets, deliveries, audit). All of it
@@ -49,6 +55,9 @@ type Views struct {
 	// Votes lists a ticket's approval votes (store.DB.Deploys()); nil
 	// shows none.
 	Votes VoteLister
+	// Actions backs the ticket page's finish and roll back forms; nil
+	// leaves the forms out.
+	Actions TicketActions
 	// ProbeTimeout bounds each stack status (Docker calls, health probes)
 	// so one unreachable host cannot hang a page; default 5s.
 	ProbeTimeout time.Duration
