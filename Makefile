@@ -22,9 +22,13 @@ run: build
 setup:
 	bash scripts/setup.sh
 
+# The race detector runs over the unit tests of the packages with
+# concurrency; then every test runs on real Docker daemons, a registry and
+# chromium. The second run is CGO_ENABLED=0 (nothing needs cgo) so it shares
+# its build cache with the static binaries the end-to-end tests build.
 test: setup lint
-	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 15m ./cmd/... ./test/...
+	$(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
+	CGO_ENABLED=0 DOCKMASTER_REQUIRE_DOCKER=1 $(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) fuzz FUZZTIME=2s
 
 test-short: lint
