@@ -17,6 +17,7 @@ PACKAGES=(
 	iproute2
 	ca-certificates
 	ansible-core
+	docker-compose
 )
 
 BASE_IMAGE=dockmaster-test/busybox:1
