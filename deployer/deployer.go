@@ -70,6 +70,9 @@ type Options struct {
 	RescheduleAfter time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Discovery: LB runtime of lb_config services and the containers'
+	// resolver (lb.go); zero runs containers as written.
+	Discovery Discovery
 }
 
 // Deployer runs the operations on one environment. Methods are safe for
@@ -418,7 +421,10 @@ func (d *Deployer) create(ctx context.Context, rec ServiceRecord, spec ServiceSp
 	labels[LabelDeployment] = rec.Deployment
 	labels[LabelConfigHash] = ConfigHash(spec)
 	labels[LabelIndex] = itoa(a.Index)
-	id, err := h.Engine.Create(ctx, CreateRequest{Name: a.Name, Spec: spec, Labels: labels, Network: network})
+	// discovery: the container runs spec plus the resolver and, for an
+	// lb_config service, `dockmaster lb` (lb.go); the labels keep spec's hash.
+	run := d.opts.Discovery.runSpec(d.opts.Env, rec.Stack, a.Host, spec)
+	id, err := h.Engine.Create(ctx, CreateRequest{Name: a.Name, Spec: run, Labels: labels, Network: network})
 	if errors.Is(err, ErrNameInUse) {
 		// Lost a race with another creator of the same name: look again.
 		return d.create(ctx, rec, spec, a)

@@ -255,6 +255,7 @@ func (e *DockerEngine) Create(ctx context.Context, req CreateRequest) (string, e
 	hc := &container.HostConfig{
 		Binds:         s.Volumes,
 		DNS:           s.DNS,
+		DNSSearch:     s.DNSSearch,
 		ExtraHosts:    s.ExtraHosts,
 		PortBindings:  nat.PortMap{},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(s.Restart)},

@@ -47,6 +47,9 @@ type ServiceSpec struct {
 	NetworkMode string
 	DNS         []string
 	ExtraHosts  []string
+	// DNSSearch are resolv.conf search domains (discovery adds its own;
+	// see Discovery). omitempty: specs without it hash as before.
+	DNSSearch []string `json:",omitempty"`
 
 	Scale  int  // desired containers; 0 from compose means 1
 	Global bool // one container per eligible host

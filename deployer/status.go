@@ -32,6 +32,9 @@ type ServiceStatus struct {
 	ImageID    string // digest of the image the current containers run
 	OldVersion string // set while an upgrade is held
 	Containers []ContainerStatus
+	// LB is set for load balancer services: rules and healthy backends
+	// (lb.go).
+	LB *LBStatus `json:",omitempty"`
 }
 
 // ContainerStatus is one container of a service.
@@ -96,6 +99,7 @@ func (d *Deployer) Status(ctx context.Context, stack string) (StackStatus, error
 		}
 		st.Services = append(st.Services, ss)
 	}
+	lbStatus(&st, recs) // discovery: LB rules and their healthy backends
 	st.Hosts = make([]HostStatus, len(snaps))
 	var wg sync.WaitGroup
 	for i, s := range snaps {
