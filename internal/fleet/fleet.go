@@ -127,7 +127,8 @@ func (f *Fleet) Deployer(ctx context.Context, env string) (*deployer.Deployer, e
 			return nil, fmt.Errorf("environment %s: %w", env, err)
 		}
 		e.eng = append(e.eng, eng)
-		dh = append(dh, deployer.Host{Name: h.Name, Labels: h.Labels, Address: h.Address, Engine: eng})
+		// State: a draining host takes no new containers (scheduler).
+		dh = append(dh, deployer.Host{Name: h.Name, Labels: h.Labels, Address: h.Address, Engine: eng, State: h.State})
 	}
 	d, err := deployer.New(deployer.Options{Env: env, Hosts: dh, Store: f.o.Store, Placer: f.o.Placer, Auth: f.o.Auth})
 	if err != nil {
