@@ -151,6 +151,7 @@ func (s *Service) Sync(ctx context.Context) error {
 			continue
 		}
 		w := newHostWatch(h, s.o.StatsWindow, s.o.StatsInterval)
+		w.coldUntil = time.Now().Add(s.o.ColdWait)
 		cli, err := s.o.Dial(h)
 		if err != nil {
 			// Shown as unreachable; the next Sync dials again.
@@ -186,7 +187,10 @@ type hostWatch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	synced chan struct{} // closed after the first list attempt
-	cli    Docker
+	// coldUntil ends the wait for the first answer: after it, listings
+	// serve whatever the host has (nothing, "connecting") at once.
+	coldUntil time.Time
+	cli       Docker
 
 	mu       sync.RWMutex
 	host     store.Host
@@ -409,18 +413,28 @@ func (s *Service) watch1(env, host string) (*hostWatch, error) {
 	return w, nil
 }
 
-// List returns env's containers from the cache. Hosts that have not
-// answered once yet are waited for, at most ColdWait in all.
+// List returns env's containers from the cache. A host that has not
+// answered once yet is waited for only within ColdWait of its
+// registration; later listings never wait for any host.
 func (s *Service) List(ctx context.Context, env string, f Filter) Listing {
 	ws := s.watches(env)
-	wait := time.NewTimer(s.o.ColdWait)
-	defer wait.Stop()
 	for _, w := range ws {
 		select {
 		case <-w.synced:
-		case <-wait.C:
+			continue
+		default:
+		}
+		d := time.Until(w.coldUntil)
+		if d <= 0 {
+			continue
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-w.synced:
+		case <-t.C:
 		case <-ctx.Done():
 		}
+		t.Stop()
 	}
 	out := Listing{Containers: []Container{}, Hosts: make([]HostInfo, 0, len(ws))}
 	for _, w := range ws {
