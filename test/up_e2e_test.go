@@ -280,6 +280,8 @@ const upCompose = `version: '2'
 services:
   web:
     image: dockmaster-test/web:${VERSION}
+    # httpd as PID 1 ignores SIGTERM: every stop would wait the 10s grace.
+    command: ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
     labels:
       app: java-service-1
 `
