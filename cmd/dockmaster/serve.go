@@ -144,6 +144,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hookWriter := db.DeliveryWriter()
 	committer := ingest.New(hookWriter, ingest.Options{OnCommit: engine.Wake})
 	goLoop(func(ctx context.Context) { committer.Run(ctx); hookWriter.Close() })
+	srv.Metrics.MustRegister(committer.Collectors()...)
 	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: hookSecrets,
 		AllowUnsigned: cfg.Webhooks.AllowUnsigned, AllowSHA1: cfg.Webhooks.AllowSHA1}),
 		Ingest: committer, MaxBodyBytes: cfg.Webhooks.MaxBodyBytes, Log: log}).Register(srv.Engine)

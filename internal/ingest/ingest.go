@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dockmaster/dockmaster/internal/store"
 )
 
@@ -65,13 +67,28 @@ type Committer struct {
 	stopped bool
 	wake    chan struct{} // buffered 1: "the queue is not empty"
 
-	batches, committed atomic.Int64
+	batches, committed, failures atomic.Int64
 }
 
 // Stats reports how many transactions were committed and how many
 // deliveries they held (their ratio is the mean batch size).
 func (c *Committer) Stats() (batches, deliveries int64) {
 	return c.batches.Load(), c.committed.Load()
+}
+
+// Collectors export Stats and the failures to Prometheus.
+func (c *Committer) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_commits_total",
+			Help: "Transactions the webhook committer committed (one fsync each)."},
+			func() float64 { return float64(c.batches.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_deliveries_committed_total",
+			Help: "Webhook deliveries made durable (new and duplicate)."},
+			func() float64 { return float64(c.committed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_commit_failures_total",
+			Help: "Batches whose transaction failed; each of their deliveries was answered 503."},
+			func() float64 { return float64(c.failures.Load()) }),
+	}
 }
 
 // New returns a Committer writing through w.
@@ -177,6 +194,8 @@ func (c *Committer) commit(ctx context.Context, batch []*request, recs []store.N
 	if err == nil {
 		c.batches.Add(1)
 		c.committed.Add(int64(len(batch)))
+	} else {
+		c.failures.Add(1)
 	}
 	events := false
 	for i, r := range batch {

@@ -121,6 +121,9 @@ func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
 	if commits.Load() != 1 {
 		t.Errorf("OnCommit ran %d times, want 1", commits.Load())
 	}
+	if b, d := c.Stats(); b != 1 || d != 4 {
+		t.Errorf("stats %d batches, %d deliveries; want 1, 4", b, d)
+	}
 	var n int
 	db.QueryRow(`SELECT COUNT(*) FROM deliveries`).Scan(&n)
 	if n != 3 {
@@ -161,6 +164,9 @@ func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
 	}
 	if commits.Load() != 0 {
 		t.Error("OnCommit ran after a failed batch")
+	}
+	if b, d := c.Stats(); b != 0 || d != 0 || c.failures.Load() != 1 {
+		t.Errorf("stats %d batches, %d deliveries, %d failures; want 0, 0, 1", b, d, c.failures.Load())
 	}
 }
 
