@@ -64,7 +64,7 @@ func (a *StackAPI) Register(api *auth.Routes) {
 	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/rollback", auth.PermDeploy, env, a.rollback)
 	api.Handle(http.MethodGet, "/environments/:env/stacks/:stack/revisions", auth.PermView, env, a.revisions)
 	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/revisions/:n/redeploy", auth.PermDeploy, env, a.redeploy)
-	api.Handle(http.MethodGet, "/environments/:env/stacks/:stack/logs", auth.PermView, env, a.logs)
+	api.Handle(http.MethodGet, "/environments/:env/stacks/:stack/logs", auth.PermViewSecrets, env, a.logs) // logs may carry secrets: hidden from restricted
 	api.Handle(http.MethodGet, "/jobs/:id", auth.PermView, a.Jobs.envOf, a.job)
 }
 
