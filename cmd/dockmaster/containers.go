@@ -444,3 +444,17 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 	}
 	return tw.Flush()
 }
+
+// envDuration reads a duration from an environment variable (e.g. the
+// resource sampling period DOCKMASTER_STATS_INTERVAL=5s); unset gives def.
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, usagef("%s=%q: want a positive duration such as 10s", name, v)
+	}
+	return d, nil
+}

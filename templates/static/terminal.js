@@ -25,7 +25,8 @@
   // Fit the terminal to its box: character cells are measured once.
   function fit() {
     var cell = el.querySelector(".xterm-char-measure-element");
-    var w = cell ? cell.getBoundingClientRect().width : 9;
+    // The measure element holds a run of characters: divide by its length.
+    var w = cell ? cell.getBoundingClientRect().width / Math.max(1, cell.textContent.length) : 9;
     var h = cell ? cell.getBoundingClientRect().height : 17;
     if (!(w > 0 && h > 0)) { return; }
     var cols = Math.max(20, Math.floor(el.clientWidth / w) - 1);
