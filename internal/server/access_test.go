@@ -23,6 +23,7 @@ import (
 
 	"github.com/dockmaster/dockmaster/internal/auth"
 	"github.com/dockmaster/dockmaster/internal/config"
+	"github.com/dockmaster/dockmaster/internal/discovery"
 	"github.com/dockmaster/dockmaster/internal/fleet"
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/seal"
@@ -100,6 +101,7 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 	(&HostAPI{Store: db, Deployers: fleet.New(fleet.Options{Store: db})}).Register(a.Routes(api))
 	registerContainers(t, srv, a, db) // containers API and pages (no hosts)
 	registerViews(srv, a, db, nil)    // status API and HTML pages
+	(&DiscoveryAPI{Discovery: discovery.New(discovery.Options{}), LBKey: []byte("k")}).Register(a.Routes(api)) // discovery
 	return &accessServer{t: t, srv: srv, auth: a, db: db, logs: logs, dir: dir}
 }
 
