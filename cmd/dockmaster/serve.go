@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/dockmaster/dockmaster/internal/config"
+	"github.com/dockmaster/dockmaster/internal/containers"
 	"github.com/dockmaster/dockmaster/internal/fleet"
 	"github.com/dockmaster/dockmaster/internal/ingest"
 	"github.com/dockmaster/dockmaster/internal/inventory"
@@ -171,6 +173,35 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	views.RegisterAPI(secured)
 	views.RegisterPages(root)
 	// end status pages
+
+	// containers: every container of every host (a cache kept fresh by
+	// Docker events), actions, logs, exec terminals, resource sampling. A
+	// stop or remove of a managed container runs the reconciler.
+	hostTLS := fleet.SealedTLS(db, sealer)
+	statsEvery, err := envDuration("DOCKMASTER_STATS_INTERVAL", 10*time.Second) // containers.go
+	if err != nil {
+		return err
+	}
+	ctrs := containers.New(containers.Options{Hosts: db, Log: log, StatsInterval: statsEvery,
+		Dial: containers.TLSDialer(func(ctx context.Context, h store.Host) (*tls.Config, error) {
+			m, err := hostTLS(ctx, h)
+			if err != nil || m.IsZero() {
+				return nil, err
+			}
+			return m.Config("")
+		}),
+		Reconcile: func(ctx context.Context, env string) error {
+			d, err := deployers.Deployer(ctx, env)
+			if err != nil {
+				return err
+			}
+			return d.Reconcile(ctx)
+		}})
+	goLoop(ctrs.Run)
+	ctrAPI := &server.ContainerAPI{Containers: ctrs, Authz: authn.Authorizer(), Pages: templates.NewPages()}
+	ctrAPI.Register(secured)
+	ctrAPI.RegisterPages(root)
+	// end containers
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
