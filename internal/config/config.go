@@ -37,6 +37,8 @@ type Config struct {
 	Pipeline Pipeline `yaml:"pipeline"`
 	// Deploys: windows, approvals, held upgrades and their notifications.
 	Deploys Deploys `yaml:"deploys"`
+	// Discovery: DNS for services and load balancer containers.
+	Discovery Discovery `yaml:"discovery"`
 
 	file string // where it was loaded from, "" for defaults
 }
@@ -230,6 +232,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 	}
 	if err := c.validatePipeline(at); err != nil {
+		return err
+	}
+	if err := c.validateDiscovery(at); err != nil {
 		return err
 	}
 	return c.validateDeploys(at)
