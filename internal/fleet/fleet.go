@@ -42,6 +42,9 @@ type Options struct {
 	// EngineFor makes a host's engine from its TLS configuration (nil:
 	// none); default DockerEngine.
 	EngineFor func(h store.Host, tlsCfg *tls.Config) (deployer.Engine, error)
+	// Discovery is given to every deployer: the LB runtime of lb_config
+	// services and the containers' resolver (zero: containers as written).
+	Discovery deployer.Discovery
 }
 
 // DockerEngine is the default EngineFor: a Docker API client.
@@ -130,7 +133,8 @@ func (f *Fleet) Deployer(ctx context.Context, env string) (*deployer.Deployer, e
 		// State: a draining host takes no new containers (scheduler).
 		dh = append(dh, deployer.Host{Name: h.Name, Labels: h.Labels, Address: h.Address, Engine: eng, State: h.State})
 	}
-	d, err := deployer.New(deployer.Options{Env: env, Hosts: dh, Store: f.o.Store, Placer: f.o.Placer, Auth: f.o.Auth})
+	d, err := deployer.New(deployer.Options{Env: env, Hosts: dh, Store: f.o.Store, Placer: f.o.Placer, Auth: f.o.Auth,
+		Discovery: f.o.Discovery})
 	if err != nil {
 		closeAll(e.eng)
 		return nil, err
