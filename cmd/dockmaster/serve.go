@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,11 +21,13 @@ import (
 
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/containers"
+	"github.com/dockmaster/dockmaster/internal/deploys"
 	"github.com/dockmaster/dockmaster/internal/fleet"
 	"github.com/dockmaster/dockmaster/internal/ingest"
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/server"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/pipeline"
 	"github.com/dockmaster/dockmaster/templates"
 	"github.com/dockmaster/dockmaster/webhooks"
 )
@@ -133,7 +136,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	goLoop(engine.Run)
+	// The engine's loop starts once the deploy manager is wired (see deploys).
 	(&server.RunAPI{Engine: engine, Store: db.Pipeline()}).Register(secured)
 	// end pipeline
 
@@ -156,7 +159,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// stacks: the one fleet of per-environment deployers (reuse
 	// `deployers` for anything that acts on containers); jobs run in the
 	// loops' context so a shutdown interrupts them resumably.
-	deployers := fleet.New(fleet.Options{Store: db, TLS: fleet.SealedTLS(db, sealer)})
+	deployers := fleet.New(fleet.Options{Store: db, TLS: fleet.SealedTLS(db, sealer),
+		Discovery: discoveryRuntime(cfg, authn.SigningKey())}) // discovery: LB containers, resolver (lb.go)
 	defer deployers.Close()
 	(&server.StackAPI{Fleet: deployers, Store: db, Base: loops}).Register(secured)
 	// end stacks
@@ -166,10 +170,59 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	(&server.HostAPI{Store: db, Deployers: deployers}).Register(secured)
 	// end scheduler
 
+	// discovery: the healthy-endpoint view for DNS (discovery.dns_listen),
+	// LB config polls and Traefik's HTTP provider (lb.go)
+	stopDiscovery, err := startDiscovery(cfg, db, deployers, authn.SigningKey(), secured, goLoop, log)
+	if err != nil {
+		return err
+	}
+	defer stopDiscovery()
+	// end discovery
+
+	// deploys: windows, approvals, held upgrades and their signed links.
+	// New tickets are picked up by the deploys loop's next tick.
+	linkKey := authn.SigningKey()
+	if !cfg.Deploys.LinkKey.IsZero() {
+		k, err := cfg.Deploys.LinkKey.Value()
+		if err != nil {
+			return fmt.Errorf("deploys.link_key: %w", err)
+		}
+		linkKey = []byte(k)
+	}
+	policies, err := deploys.Compile(cfg.Deploys)
+	if err != nil {
+		return err
+	}
+	linkSigner, err := pipeline.NewSigner(linkKey, nil)
+	if err != nil {
+		return fmt.Errorf("deploys.link_key: %w", err)
+	}
+	targets := &deploys.Targets{Deployers: deployers.Deployer, Apps: engine.App, Stacks: cfg.Deploys.Stacks, Jobs: policies.JenkinsJob,
+		Files: deploys.GitFiles{Cache: pipeline.NewGitCache(filepath.Join(filepath.Dir(cfg.Store), "git-deploys"))}}
+	deployManager, err := pipeline.NewDeploys(pipeline.DeploysOptions{Store: db.Deploys(), Policy: policies.For, Target: targets.Target,
+		Apps: engine.App, Signer: linkSigner, TicketPrefix: cfg.Pipeline.TicketPrefix, Tick: time.Duration(cfg.Deploys.Tick), Log: log,
+		LinkURL: func(tok string) string { return strings.TrimSuffix(cfg.PublicURL, "/") + "/links/" + tok }})
+	if err != nil {
+		return err
+	}
+	goLoop(deployManager.Run)
+	engine.SetDeployHooks(pipeline.DeployHooks{OnTicket: deployManager.OnTicket, DeployBuildFinished: deployManager.DeployFinished})
+	goLoop(engine.Run)
+	(&server.TicketAPI{Store: db.Deploys(), Deploys: deployManager, Engine: engine, Authz: authn.Authorizer()}).Register(secured)
+	(&server.ApprovalPages{Deploys: deployManager, Signer: linkSigner, Pages: templates.NewPages()}).Register(root)
+	// end deploys
+
 	// status pages: the app × environment matrix (JSON and dashboard) and
 	// the read-only HTML pages.
 	views := &server.Views{Store: db, Pipeline: db.Pipeline(), Apps: engine.Apps, Deployers: deployers,
-		Inventory: inv, Authz: authn.Authorizer(), Pages: templates.NewPages(), Log: log, Votes: db.Deploys()}
+		Inventory: inv, Authz: authn.Authorizer(), Pages: templates.NewPages(), Log: log, Votes: db.Deploys(),
+		Actions: deployManager}
+	views.StackName = func(app string) string { // as deploys names them
+		if s := cfg.Deploys.Stacks[app]; s != "" {
+			return s
+		}
+		return strings.ToLower(app)
+	}
 	views.RegisterAPI(secured)
 	views.RegisterPages(root)
 	// end status pages
