@@ -44,6 +44,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the dockmaster service", runServe},
+		{"lb", "lb [--config-url URL] [--host H]: run a load balancer (what lb_config services run)", runLB},
 		{"version", "print version, commit and build date", runVersion},
 		{"config", "config check [file]: validate a config and print it, secrets redacted", runConfig},
 		{"user", "user create NAME [--admin] [--password-stdin]: add a local user", runUser},
