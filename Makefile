@@ -27,6 +27,7 @@ setup:
 # chromium. The second run is CGO_ENABLED=0 (nothing needs cgo) so it shares
 # its build cache with the static binaries the end-to-end tests build.
 test: setup lint
+test: export DOCKMASTER_TEST_POSTGRES ?= postgres://dockmaster:dockmaster@127.0.0.1:5432/dockmaster?sslmode=disable
 	$(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
 	CGO_ENABLED=0 DOCKMASTER_REQUIRE_DOCKER=1 $(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) fuzz FUZZTIME=2s
@@ -38,6 +39,7 @@ e2e: setup
 	$(GO) test -count=1 -timeout 15m -v ./test/...
 
 bench: setup
+bench: export DOCKMASTER_TEST_POSTGRES ?= postgres://dockmaster:dockmaster@127.0.0.1:5432/dockmaster?sslmode=disable
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 lint:

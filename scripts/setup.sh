@@ -18,6 +18,7 @@ PACKAGES=(
 	ca-certificates
 	ansible-core
 	docker-compose
+	postgresql
 )
 
 BASE_IMAGE=dockmaster-test/busybox:1
@@ -84,4 +85,40 @@ else
 	tar -C "$dir" --numeric-owner --owner=0 --group=0 -c . |
 		docker -H "unix://$SOCK" import - "$BASE_IMAGE" >/dev/null
 	say "image $BASE_IMAGE: imported"
+fi
+
+# PostgreSQL for the second store and the replica tests
+# (DOCKMASTER_TEST_POSTGRES, set by `make test`): a cluster answering on
+# 127.0.0.1:5432 with role and database dockmaster/dockmaster. The role may
+# create databases, because each test makes and drops its own.
+PG_PORT=5432
+pg_answers() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
+if pg_answers; then
+	say "postgresql: answering on 127.0.0.1:$PG_PORT"
+else
+	pg_version=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+	if ! pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}' | grep -qx "$pg_version/main"; then
+		say "postgresql: creating cluster $pg_version/main"
+		pg_createcluster "$pg_version" main -p "$PG_PORT" >/dev/null
+	fi
+	say "postgresql: starting cluster $pg_version/main"
+	pg_ctlcluster "$pg_version" main start
+	for _ in $(seq 1 60); do
+		pg_answers && break
+		sleep 0.5
+	done
+	if ! pg_answers; then
+		say "postgresql: no answer on 127.0.0.1:$PG_PORT after 30s" >&2
+		exit 1
+	fi
+	say "postgresql: answering on 127.0.0.1:$PG_PORT"
+fi
+pg_sql() { (cd / && runuser -u postgres -- psql -p "$PG_PORT" -qtAX -v ON_ERROR_STOP=1 "$@"); }
+if [ "$(pg_sql -c "SELECT 1 FROM pg_roles WHERE rolname = 'dockmaster'")" != 1 ]; then
+	pg_sql -c "CREATE ROLE dockmaster LOGIN CREATEDB PASSWORD 'dockmaster'"
+	say "postgresql: role dockmaster created"
+fi
+if [ "$(pg_sql -c "SELECT 1 FROM pg_database WHERE datname = 'dockmaster'")" != 1 ]; then
+	pg_sql -c "CREATE DATABASE dockmaster OWNER dockmaster"
+	say "postgresql: database dockmaster created"
 fi

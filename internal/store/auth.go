@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -60,23 +59,18 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
-func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
-
 // CreateUser inserts u and returns it with its id. A taken name is
 // ErrConflict.
 func (db *DB) CreateUser(ctx context.Context, u User) (User, error) {
-	res, err := db.ExecContext(ctx, `INSERT INTO users(name, password_hash, admin, disabled) VALUES (?, ?, ?, ?)`,
-		u.Name, u.PasswordHash, u.Admin, u.Disabled)
+	err := db.QueryRowContext(ctx, `INSERT INTO users(name, password_hash, admin, disabled) VALUES (?, ?, ?, ?) RETURNING id`,
+		u.Name, u.PasswordHash, u.Admin, u.Disabled).Scan(&u.ID)
 	if isUnique(err) {
 		return u, fmt.Errorf("store: user %q already exists: %w", u.Name, ErrConflict)
 	}
 	if err != nil {
 		return u, fmt.Errorf("store: user %q: %w", u.Name, err)
 	}
-	u.ID, err = res.LastInsertId()
-	return u, err
+	return u, nil
 }
 
 const userCols = `id, name, password_hash, admin, disabled, created_at`
@@ -146,7 +140,7 @@ func (db *DB) SetMembership(ctx context.Context, env string, userID int64, role 
 	_, err := db.ExecContext(ctx, `INSERT INTO memberships(environment, user_id, role) VALUES (?, ?, ?)
 		ON CONFLICT(environment, user_id) DO UPDATE SET role = excluded.role`, env, userID, role)
 	if err != nil {
-		if strings.Contains(err.Error(), "FOREIGN KEY") {
+		if isForeignKey(err) {
 			return fmt.Errorf("environment %q or user #%d: %w", env, userID, ErrNotFound)
 		}
 		return fmt.Errorf("store: membership %s/#%d: %w", env, userID, err)
@@ -212,19 +206,18 @@ func (db *DB) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
 	if k.Environment != "" {
 		env = k.Environment
 	}
-	res, err := db.ExecContext(ctx, `INSERT INTO api_keys(access_key, secret_hash, user_id, environment, role, description, created_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, k.AccessKey, k.SecretHash, user, env, k.Role, k.Description, k.CreatedBy)
+	err := db.QueryRowContext(ctx, `INSERT INTO api_keys(access_key, secret_hash, user_id, environment, role, description, created_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, k.AccessKey, k.SecretHash, user, env, k.Role, k.Description, k.CreatedBy).Scan(&k.ID)
 	if isUnique(err) {
 		return k, fmt.Errorf("store: api key %s: %w", k.AccessKey, ErrConflict)
 	}
 	if err != nil {
-		if strings.Contains(err.Error(), "FOREIGN KEY") {
+		if isForeignKey(err) {
 			return k, fmt.Errorf("api key: environment %q or user #%d: %w", k.Environment, k.UserID, ErrNotFound)
 		}
 		return k, fmt.Errorf("store: api key %s: %w", k.AccessKey, err)
 	}
-	k.ID, err = res.LastInsertId()
-	return k, err
+	return k, nil
 }
 
 const keyCols = `id, access_key, secret_hash, COALESCE(user_id, 0), COALESCE(environment, ''), role, description, created_by, created_at`

@@ -70,7 +70,7 @@ const (
 	insertDeliverySQL = `INSERT INTO deliveries
 		(provider, delivery_id, event_name, repository, verdict, reason, headers, body, event_kind, event, actionable, received_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(provider, delivery_id) DO UPDATE SET duplicates = duplicates + 1
+		ON CONFLICT(provider, delivery_id) DO UPDATE SET duplicates = deliveries.duplicates + 1
 		RETURNING id, duplicates, verdict`
 	insertEventSQL = `INSERT INTO events(delivery, kind, payload, created_at) VALUES (?, ?, ?, ?) RETURNING id`
 	// dbTimeFmt is the schema's strftime('%Y-%m-%dT%H:%M:%fZ'), written from Go
@@ -130,9 +130,11 @@ func (w *DeliveryWriter) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
-		conn.Close()
-		return err
+	if w.db.dialect == SQLite {
+		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
+			conn.Close()
+			return err
+		}
 	}
 	ins, err := conn.PrepareContext(ctx, insertDeliverySQL)
 	if err != nil {
@@ -146,7 +148,7 @@ func (w *DeliveryWriter) open(ctx context.Context) error {
 		return err
 	}
 	w.conn, w.ins, w.ev = conn, ins, ev
-	if w.checkpoint == nil {
+	if w.checkpoint == nil && w.db.dialect == SQLite { // PostgreSQL checkpoints by itself
 		w.checkpoint, w.stopped = make(chan struct{}, 1), make(chan struct{})
 		go w.checkpointer()
 	}
@@ -179,14 +181,18 @@ func (w *DeliveryWriter) insert(ctx context.Context, ds []NewDelivery) ([]Insert
 		}
 	}
 	// Plain BEGIN/COMMIT: a database/sql Tx would re-prepare the statements.
-	if _, err := w.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	begin := `BEGIN IMMEDIATE` // SQLite: take the write lock now, not at the first insert
+	if w.db.dialect == Postgres {
+		begin = `BEGIN`
+	}
+	if _, err := w.conn.ExecContext(ctx, begin); err != nil {
 		w.release() // reopen next time rather than reuse a connection in doubt
 		return nil, err
 	}
 	out, err := insertDeliveries(ctx, w.ins, w.ev, ds)
 	if err == nil {
 		if _, err = w.conn.ExecContext(ctx, `COMMIT`); err == nil {
-			if w.written += len(ds); w.written >= checkpointEvery {
+			if w.written += len(ds); w.written >= checkpointEvery && w.checkpoint != nil {
 				w.written = 0
 				select {
 				case w.checkpoint <- struct{}{}:

@@ -37,14 +37,14 @@ type deliveryInserter interface {
 
 func TestInsertDeliveriesDeduplicates(t *testing.T) {
 	t.Run("db", func(t *testing.T) {
-		db, _ := openTemp(t)
-		testDeduplicates(t, db, db)
+		forEachStore(t, func(t *testing.T, db *DB) { testDeduplicates(t, db, db) })
 	})
 	t.Run("writer", func(t *testing.T) {
-		db, _ := openTemp(t)
-		w := db.DeliveryWriter()
-		defer w.Close()
-		testDeduplicates(t, db, w)
+		forEachStore(t, func(t *testing.T, db *DB) {
+			w := db.DeliveryWriter()
+			defer w.Close()
+			testDeduplicates(t, db, w)
+		})
 	})
 }
 
@@ -86,114 +86,116 @@ func testDeduplicates(t *testing.T, db *DB, w deliveryInserter) {
 }
 
 func TestInsertDeliveriesAllOrNothing(t *testing.T) {
-	db, _ := openTemp(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := db.InsertDeliveries(ctx, []NewDelivery{newDelivery("a", true)}); err == nil {
-		t.Fatal("want an error with a canceled context")
-	}
-	if n := count(t, db, `SELECT COUNT(*) FROM deliveries`); n != 0 {
-		t.Errorf("%d stored after a failed batch", n)
-	}
-	// The writer rolls back a failed batch and stays usable.
-	w := db.DeliveryWriter()
-	defer w.Close()
-	bad := newDelivery("b", true)
-	bad.Event = nil // refused, after "a" was inserted in the same transaction
-	if _, err := w.InsertDeliveries(context.Background(), []NewDelivery{newDelivery("a", true), bad}); err == nil {
-		t.Fatal("want an error for an actionable delivery without its event")
-	}
-	if n := count(t, db, `SELECT COUNT(*) FROM deliveries`); n != 0 {
-		t.Errorf("%d stored after a failed batch, want 0 (rolled back)", n)
-	}
-	if _, err := w.InsertDeliveries(context.Background(), []NewDelivery{newDelivery("a", true)}); err != nil {
-		t.Fatalf("writer after a failed batch: %v", err)
-	}
-	if n := count(t, db, `SELECT COUNT(*) FROM deliveries`); n != 1 {
-		t.Errorf("%d stored, want 1", n)
-	}
+	forEachStore(t, func(t *testing.T, db *DB) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := db.InsertDeliveries(ctx, []NewDelivery{newDelivery("a", true)}); err == nil {
+			t.Fatal("want an error with a canceled context")
+		}
+		if n := count(t, db, `SELECT COUNT(*) FROM deliveries`); n != 0 {
+			t.Errorf("%d stored after a failed batch", n)
+		}
+		// The writer rolls back a failed batch and stays usable.
+		w := db.DeliveryWriter()
+		defer w.Close()
+		bad := newDelivery("b", true)
+		bad.Event = nil // refused, after "a" was inserted in the same transaction
+		if _, err := w.InsertDeliveries(context.Background(), []NewDelivery{newDelivery("a", true), bad}); err == nil {
+			t.Fatal("want an error for an actionable delivery without its event")
+		}
+		if n := count(t, db, `SELECT COUNT(*) FROM deliveries`); n != 0 {
+			t.Errorf("%d stored after a failed batch, want 0 (rolled back)", n)
+		}
+		if _, err := w.InsertDeliveries(context.Background(), []NewDelivery{newDelivery("a", true)}); err != nil {
+			t.Fatalf("writer after a failed batch: %v", err)
+		}
+		if n := count(t, db, `SELECT COUNT(*) FROM deliveries`); n != 1 {
+			t.Errorf("%d stored, want 1", n)
+		}
+	})
 }
 
 func TestDeliveriesListShowReplay(t *testing.T) {
-	db, _ := openTemp(t)
-	ctx := context.Background()
-	var batch []NewDelivery
-	for _, id := range []string{"1", "2", "3", "4"} {
-		batch = append(batch, newDelivery(id, id != "3"))
-	}
-	res, err := db.InsertDeliveries(ctx, batch)
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEachStore(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		var batch []NewDelivery
+		for _, id := range []string{"1", "2", "3", "4"} {
+			batch = append(batch, newDelivery(id, id != "3"))
+		}
+		res, err := db.InsertDeliveries(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
 
-	all, err := db.Deliveries(ctx, DeliveryFilter{Limit: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != 2 || all[0].DeliveryID != "4" || all[1].DeliveryID != "3" {
-		t.Fatalf("first page %+v, want 4, 3", all)
-	}
-	page2, err := db.Deliveries(ctx, DeliveryFilter{Limit: 2, Before: all[1].ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(page2) != 2 || page2[0].DeliveryID != "2" || page2[1].DeliveryID != "1" {
-		t.Fatalf("second page %+v, want 2, 1", page2)
-	}
-	ign, err := db.Deliveries(ctx, DeliveryFilter{Verdict: VerdictIgnored})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ign) != 1 || ign[0].DeliveryID != "3" || ign[0].Reason == "" || ign[0].Repository != "team/other" {
-		t.Fatalf("ignored: %+v", ign)
-	}
-	if got, _ := db.Deliveries(ctx, DeliveryFilter{Repository: "team/app", Provider: "github"}); len(got) != 3 {
-		t.Fatalf("team/app: %d deliveries, want 3", len(got))
-	}
-	if got, _ := db.Deliveries(ctx, DeliveryFilter{Provider: "gitlab"}); len(got) != 0 {
-		t.Fatalf("gitlab: %+v", got)
-	}
+		all, err := db.Deliveries(ctx, DeliveryFilter{Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 2 || all[0].DeliveryID != "4" || all[1].DeliveryID != "3" {
+			t.Fatalf("first page %+v, want 4, 3", all)
+		}
+		page2, err := db.Deliveries(ctx, DeliveryFilter{Limit: 2, Before: all[1].ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page2) != 2 || page2[0].DeliveryID != "2" || page2[1].DeliveryID != "1" {
+			t.Fatalf("second page %+v, want 2, 1", page2)
+		}
+		ign, err := db.Deliveries(ctx, DeliveryFilter{Verdict: VerdictIgnored})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ign) != 1 || ign[0].DeliveryID != "3" || ign[0].Reason == "" || ign[0].Repository != "team/other" {
+			t.Fatalf("ignored: %+v", ign)
+		}
+		if got, _ := db.Deliveries(ctx, DeliveryFilter{Repository: "team/app", Provider: "github"}); len(got) != 3 {
+			t.Fatalf("team/app: %d deliveries, want 3", len(got))
+		}
+		if got, _ := db.Deliveries(ctx, DeliveryFilter{Provider: "gitlab"}); len(got) != 0 {
+			t.Fatalf("gitlab: %+v", got)
+		}
 
-	d, err := db.Delivery(ctx, res[0].ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(d.Body) != `{"n":"1"}` || d.Headers.Get("X-GitHub-Delivery") != "1" || len(d.Events) != 1 || d.Events[0].Source != "hook" {
-		t.Fatalf("show: %+v", d)
-	}
-	if d.ReceivedAt.IsZero() {
-		t.Error("received_at not read")
-	}
+		d, err := db.Delivery(ctx, res[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(d.Body) != `{"n":"1"}` || d.Headers.Get("X-GitHub-Delivery") != "1" || len(d.Events) != 1 || d.Events[0].Source != "hook" {
+			t.Fatalf("show: %+v", d)
+		}
+		if d.ReceivedAt.IsZero() {
+			t.Error("received_at not read")
+		}
 
-	ev, err := db.ReplayDelivery(ctx, res[0].ID, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev <= res[3].EventID {
-		t.Errorf("replayed event %d, want after %d", ev, res[3].EventID)
-	}
-	d, _ = db.Delivery(ctx, res[0].ID)
-	if d.Replays != 1 || len(d.Events) != 2 || d.Events[1].ID != ev || d.Events[1].Source != "replay" {
-		t.Fatalf("after replay: %+v", d)
-	}
-	if n := count(t, db, `SELECT COUNT(*) FROM audit_log WHERE actor='alice' AND action='delivery.replay'`); n != 1 {
-		t.Errorf("%d audit rows", n)
-	}
-	var payload string
-	db.QueryRowContext(ctx, `SELECT payload FROM events WHERE id = ?`, ev).Scan(&payload)
-	if payload != `{"Kind":"push"}` {
-		t.Errorf("replayed payload %q", payload)
-	}
+		ev, err := db.ReplayDelivery(ctx, res[0].ID, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev <= res[3].EventID {
+			t.Errorf("replayed event %d, want after %d", ev, res[3].EventID)
+		}
+		d, _ = db.Delivery(ctx, res[0].ID)
+		if d.Replays != 1 || len(d.Events) != 2 || d.Events[1].ID != ev || d.Events[1].Source != "replay" {
+			t.Fatalf("after replay: %+v", d)
+		}
+		if n := count(t, db, `SELECT COUNT(*) FROM audit_log WHERE actor='alice' AND action='delivery.replay'`); n != 1 {
+			t.Errorf("%d audit rows", n)
+		}
+		var payload string
+		db.QueryRowContext(ctx, `SELECT payload FROM events WHERE id = ?`, ev).Scan(&payload)
+		if payload != `{"Kind":"push"}` {
+			t.Errorf("replayed payload %q", payload)
+		}
 
-	if _, err := db.ReplayDelivery(ctx, res[2].ID, "alice"); !errors.Is(err, ErrNotActionable) {
-		t.Errorf("replay ignored: %v, want ErrNotActionable", err)
-	}
-	if _, err := db.ReplayDelivery(ctx, 999, "alice"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("replay missing: %v, want ErrNotFound", err)
-	}
-	if _, err := db.Delivery(ctx, 999); !errors.Is(err, ErrNotFound) {
-		t.Errorf("show missing: %v, want ErrNotFound", err)
-	}
+		if _, err := db.ReplayDelivery(ctx, res[2].ID, "alice"); !errors.Is(err, ErrNotActionable) {
+			t.Errorf("replay ignored: %v, want ErrNotActionable", err)
+		}
+		if _, err := db.ReplayDelivery(ctx, 999, "alice"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("replay missing: %v, want ErrNotFound", err)
+		}
+		if _, err := db.Delivery(ctx, 999); !errors.Is(err, ErrNotFound) {
+			t.Errorf("show missing: %v, want ErrNotFound", err)
+		}
+	})
 }
 
 // BenchmarkInsertDeliveries reports the single writer's cost per delivery

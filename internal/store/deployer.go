@@ -186,10 +186,10 @@ func (db *DB) CreateService(ctx context.Context, r deployer.ServiceRecord) error
 		return fmt.Errorf("store: create service %s/%s/%s: %w", r.Env, r.Stack, r.Service, err)
 	}
 	res, err := db.ExecContext(ctx, `INSERT INTO deployer_services (`+serviceCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`,
 		r.Env, r.Stack, r.Service, r.State, r.Failed, spec, r.Deployment, r.Version, r.Revision,
-		old, r.OldDeployment, r.OldVersion, r.OldRevision)
+		old, r.OldDeployment, r.OldVersion, r.OldRevision, authTime(time.Now()))
 	if err != nil {
 		return fmt.Errorf("store: create service %s/%s/%s: %w", r.Env, r.Stack, r.Service, err)
 	}
@@ -209,10 +209,10 @@ func (db *DB) UpdateService(ctx context.Context, r deployer.ServiceRecord, from 
 	}
 	res, err := db.ExecContext(ctx, `UPDATE deployer_services SET state = ?, failed = ?, spec = ?, deployment = ?,
 		version = ?, revision = ?, old_spec = ?, old_deployment = ?, old_version = ?, old_revision = ?,
-		updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
+		updated_at = ?
 		WHERE environment = ? AND stack = ? AND service = ? AND state = ?`,
 		r.State, r.Failed, spec, r.Deployment, r.Version, r.Revision, old, r.OldDeployment, r.OldVersion, r.OldRevision,
-		r.Env, r.Stack, r.Service, from)
+		authTime(time.Now()), r.Env, r.Stack, r.Service, from)
 	if err != nil {
 		return fmt.Errorf("store: update service %s/%s/%s: %w", r.Env, r.Stack, r.Service, err)
 	}

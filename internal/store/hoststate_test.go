@@ -3,17 +3,15 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 )
 
 func TestSetHostState(t *testing.T) {
+	forEachStore(t, testSetHostState)
+}
+
+func testSetHostState(t *testing.T, db *DB) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	if err := db.UpsertEnvironment(ctx, Environment{Name: "prod"}); err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func (p pipelineStore) Cursor(ctx context.Context) (int64, error) {
 
 func (p pipelineStore) SetCursor(ctx context.Context, eventID int64) error {
 	_, err := p.db.ExecContext(ctx, `INSERT INTO engine_cursor(name, event_id) VALUES ('pipeline', ?)
-		ON CONFLICT(name) DO UPDATE SET event_id = MAX(event_id, excluded.event_id)`, eventID)
+		ON CONFLICT(name) DO UPDATE SET event_id = excluded.event_id WHERE excluded.event_id > engine_cursor.event_id`, eventID)
 	return err
 }
 
@@ -93,21 +93,18 @@ func (p pipelineStore) CreateRun(ctx context.Context, r pipeline.Run) (pipeline.
 	if r.Attempt == 0 {
 		r.Attempt = 1
 	}
-	res, err := p.db.ExecContext(ctx, `INSERT INTO runs(app, repo, ref, branch, tag, commit_sha, message, pusher, version,
+	var id int64
+	err := p.db.QueryRowContext(ctx, `INSERT INTO runs(app, repo, ref, branch, tag, commit_sha, message, pusher, version,
 		environment, event_id, state, reason, image, digest, attempt, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id, app) DO NOTHING`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id, app) DO NOTHING RETURNING id`,
 		r.App, r.Repo, r.Ref, r.Branch, r.Tag, r.Commit, r.Message, r.Pusher, r.Version, r.Environment, nullID(r.EventID),
-		r.State, r.Reason, r.Image, r.Digest, r.Attempt, ts, ts)
-	if err != nil {
-		return r, false, fmt.Errorf("store: create run: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+		r.State, r.Reason, r.Image, r.Digest, r.Attempt, ts, ts).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) { // the event already made this app's run
 		run, err := scanRun(p.db.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE event_id = ? AND app = ?`, r.EventID, r.App))
 		return run, false, err
 	}
-	id, err := res.LastInsertId()
 	if err != nil {
-		return r, false, err
+		return r, false, fmt.Errorf("store: create run: %w", err)
 	}
 	run, err := p.Run(ctx, id)
 	return run, true, err
@@ -352,21 +349,21 @@ func (p pipelineStore) CreateTicket(ctx context.Context, t pipeline.Ticket, pref
 		}
 		var n int64
 		if err := tx.QueryRowContext(ctx, `INSERT INTO ticket_counters(prefix, next) VALUES (?, 2)
-			ON CONFLICT(prefix) DO UPDATE SET next = next + 1 RETURNING next - 1`, prefix).Scan(&n); err != nil {
+			ON CONFLICT(prefix) DO UPDATE SET next = ticket_counters.next + 1 RETURNING next - 1`, prefix).Scan(&n); err != nil {
 			return err
 		}
 		if t.State == "" {
 			t.State = pipeline.TicketOpen
 		}
 		ts := now()
-		res, err := tx.ExecContext(ctx, `INSERT INTO tickets(key, app, branch, commit_sha, version, image, digest, environment, pusher,
-			run_id, state, reason, links, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		var id int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO tickets(key, app, branch, commit_sha, version, image, digest, environment, pusher,
+			run_id, state, reason, links, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			fmt.Sprintf("%s-%d", prefix, n), t.App, t.Branch, t.Commit, t.Version, t.Image, t.Digest, t.Environment, t.Pusher,
-			nullID(t.RunID), t.State, t.Reason, jsonText(t.Links), t.CreatedBy, ts, ts)
-		if err != nil {
+			nullID(t.RunID), t.State, t.Reason, jsonText(t.Links), t.CreatedBy, ts, ts).Scan(&id); err != nil {
 			return err
 		}
-		id, _ := res.LastInsertId()
+		var err error
 		out, err = scanTicket(tx.QueryRowContext(ctx, `SELECT `+ticketCols+` FROM tickets WHERE id = ?`, id))
 		created = true
 		return err

@@ -38,14 +38,13 @@ func (db *DB) CreateRegistrationToken(ctx context.Context, t RegistrationToken) 
 	if _, err := db.Environment(ctx, t.Environment); err != nil {
 		return t, err
 	}
-	res, err := db.ExecContext(ctx, `INSERT INTO registration_tokens(environment, token_hash, token_sealed, created_by, expires_at)
-		VALUES (?, ?, ?, ?, ?)`, t.Environment, t.Hash, t.Sealed, t.CreatedBy, authTime(t.ExpiresAt))
+	err := db.QueryRowContext(ctx, `INSERT INTO registration_tokens(environment, token_hash, token_sealed, created_by, expires_at)
+		VALUES (?, ?, ?, ?, ?) RETURNING id`, t.Environment, t.Hash, t.Sealed, t.CreatedBy, authTime(t.ExpiresAt)).Scan(&t.ID)
 	if err != nil {
 		return t, fmt.Errorf("store: registration token for %s: %w", t.Environment, err)
 	}
-	t.ID, err = res.LastInsertId()
 	t.CreatedAt = time.Now().UTC()
-	return t, err
+	return t, nil
 }
 
 // RegistrationTokens lists env's live tokens (neither expired nor
@@ -167,15 +166,12 @@ func (db *DB) SSOUser(ctx context.Context, issuer, subject, name string, admin b
 		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE sso_issuer = ? AND sso_subject = ?`, issuer, subject))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			res, err := tx.ExecContext(ctx, `INSERT INTO users(name, password_hash, admin, sso_issuer, sso_subject) VALUES (?, '', ?, ?, ?)`,
-				name, admin, issuer, subject)
+			err := tx.QueryRowContext(ctx, `INSERT INTO users(name, password_hash, admin, sso_issuer, sso_subject) VALUES (?, '', ?, ?, ?) RETURNING id`,
+				name, admin, issuer, subject).Scan(&u.ID)
 			if isUnique(err) {
 				return fmt.Errorf("user name %q is taken by another account: %w", name, ErrConflict)
 			}
 			if err != nil {
-				return err
-			}
-			if u.ID, err = res.LastInsertId(); err != nil {
 				return err
 			}
 			u.Name = name
@@ -197,7 +193,7 @@ func (db *DB) SSOUser(ctx context.Context, issuer, subject, name string, admin b
 		}
 		for env, role := range roles {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO memberships(environment, user_id, role)
-				SELECT name, ?, ? FROM environments WHERE name = ?`, u.ID, role, env); err != nil {
+				SELECT name, CAST(? AS BIGINT), CAST(? AS TEXT) FROM environments WHERE name = ?`, u.ID, role, env); err != nil {
 				return fmt.Errorf("membership %s=%s: %w", env, role, err)
 			}
 		}

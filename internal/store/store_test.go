@@ -49,7 +49,7 @@ func TestOpenMigratesAndSetsPragmas(t *testing.T) {
 }
 
 func mustMigrations(t *testing.T) []migration {
-	ms, err := loadMigrations()
+	ms, err := loadMigrations(SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,27 +73,28 @@ func TestRefusesNewerSchema(t *testing.T) {
 }
 
 func TestHostRegistrationIsIdempotent(t *testing.T) {
-	db, _ := openTemp(t)
-	ctx := context.Background()
-	if err := db.UpsertEnvironment(ctx, Environment{Name: "prod"}); err != nil {
-		t.Fatal(err)
-	}
-	h := Host{Environment: "prod", Name: "h1", Endpoint: "tcp://10.0.0.1:2376", Labels: map[string]string{"zone": "a"}}
-	if changed, err := db.UpsertHost(ctx, h); err != nil || !changed {
-		t.Fatalf("first: changed=%v err=%v", changed, err)
-	}
-	if changed, err := db.UpsertHost(ctx, h); err != nil || changed {
-		t.Fatalf("second: changed=%v err=%v", changed, err)
-	}
-	h.Labels["zone"] = "b"
-	if changed, err := db.UpsertHost(ctx, h); err != nil || !changed {
-		t.Fatalf("label change: changed=%v err=%v", changed, err)
-	}
-	hosts, err := db.Hosts(ctx, "prod")
-	if err != nil || len(hosts) != 1 || hosts[0].Labels["zone"] != "b" {
-		t.Fatalf("hosts %+v %v", hosts, err)
-	}
-	if _, err := db.Environment(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("want ErrNotFound, got %v", err)
-	}
+	forEachStore(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		if err := db.UpsertEnvironment(ctx, Environment{Name: "prod"}); err != nil {
+			t.Fatal(err)
+		}
+		h := Host{Environment: "prod", Name: "h1", Endpoint: "tcp://10.0.0.1:2376", Labels: map[string]string{"zone": "a"}}
+		if changed, err := db.UpsertHost(ctx, h); err != nil || !changed {
+			t.Fatalf("first: changed=%v err=%v", changed, err)
+		}
+		if changed, err := db.UpsertHost(ctx, h); err != nil || changed {
+			t.Fatalf("second: changed=%v err=%v", changed, err)
+		}
+		h.Labels["zone"] = "b"
+		if changed, err := db.UpsertHost(ctx, h); err != nil || !changed {
+			t.Fatalf("label change: changed=%v err=%v", changed, err)
+		}
+		hosts, err := db.Hosts(ctx, "prod")
+		if err != nil || len(hosts) != 1 || hosts[0].Labels["zone"] != "b" {
+			t.Fatalf("hosts %+v %v", hosts, err)
+		}
+		if _, err := db.Environment(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("want ErrNotFound, got %v", err)
+		}
+	})
 }
