@@ -407,13 +407,16 @@ func (d *Deployer) create(ctx context.Context, rec ServiceRecord, spec ServiceSp
 			return err
 		}
 	}
+	// discovery: the container runs spec plus the resolver and, for an
+	// lb_config service, `dockmaster lb` (lb.go); the labels keep spec's hash.
+	run := d.opts.Discovery.runSpec(d.opts.Env, rec.Stack, a.Host, spec)
 	var auth *registry.AuthConfig
 	if d.opts.Auth != nil {
-		if ac, ok := d.opts.Auth(spec.Image); ok {
+		if ac, ok := d.opts.Auth(run.Image); ok {
 			auth = &ac
 		}
 	}
-	if err := h.Engine.EnsureImage(ctx, spec.Image, spec.PullAlways, auth); err != nil {
+	if err := h.Engine.EnsureImage(ctx, run.Image, run.PullAlways, auth); err != nil {
 		return err
 	}
 	labels := ownerLabels(d.opts.Env, rec.Stack, rec.Service)
@@ -421,9 +424,6 @@ func (d *Deployer) create(ctx context.Context, rec ServiceRecord, spec ServiceSp
 	labels[LabelDeployment] = rec.Deployment
 	labels[LabelConfigHash] = ConfigHash(spec)
 	labels[LabelIndex] = itoa(a.Index)
-	// discovery: the container runs spec plus the resolver and, for an
-	// lb_config service, `dockmaster lb` (lb.go); the labels keep spec's hash.
-	run := d.opts.Discovery.runSpec(d.opts.Env, rec.Stack, a.Host, spec)
 	id, err := h.Engine.Create(ctx, CreateRequest{Name: a.Name, Spec: run, Labels: labels, Network: network})
 	if errors.Is(err, ErrNameInUse) {
 		// Lost a race with another creator of the same name: look again.
