@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -71,21 +72,13 @@ func whConfig(t *testing.T, dir string) string {
 	return cfg
 }
 
-func whFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// whStart starts serve on dir's store and waits for /healthz.
+// whStart starts serve on dir's store, on a port the kernel picks (so no
+// other process can take it between choosing and binding), and waits for
+// /healthz.
 func whStart(t *testing.T, bin, dir string) *whServer {
 	t.Helper()
-	s := &whServer{addr: whFreeAddr(t), exited: make(chan struct{}), log: &lockedBuffer{}}
-	s.cmd = exec.Command(bin, "serve", "--config", whConfig(t, dir), "--store", filepath.Join(dir, "dm.db"), "--listen", s.addr)
+	s := &whServer{exited: make(chan struct{}), log: &lockedBuffer{}}
+	s.cmd = exec.Command(bin, "serve", "--config", whConfig(t, dir), "--store", filepath.Join(dir, "dm.db"), "--listen", "127.0.0.1:0")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -102,13 +95,18 @@ func whStart(t *testing.T, bin, dir string) *whServer {
 			t.Logf("server log:\n%s", s.log.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + s.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
+		if s.addr == "" {
+			s.addr = whListenAddr(s.log.String())
+		}
+		if s.addr != "" {
+			resp, err := http.Get("http://" + s.addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return s
+				}
 			}
 		}
 		select {
@@ -117,10 +115,25 @@ func whStart(t *testing.T, bin, dir string) *whServer {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("dockmaster serve not healthy after 20s: %v\n%s", err, s.log.String())
+			t.Fatalf("dockmaster serve (addr %q) not healthy after 30s:\n%s", s.addr, s.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// whListenAddr finds the address in serve's "dockmaster serving" log line
+// (JSON, as stderr is not a terminal).
+func whListenAddr(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		var l struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "dockmaster serving" {
+			return l.Addr
+		}
+	}
+	return ""
 }
 
 func (s *whServer) url() string { return "http://" + s.addr + "/webhooks/github" }
