@@ -68,6 +68,14 @@ type Environment struct {
 	Name        string `yaml:"name"`
 	Description string `yaml:"description"`
 	Hosts       []Host `yaml:"hosts"`
+	// Swarm makes the environment a Docker Swarm cluster: deploys go to
+	// its manager as Swarm services, hosts are not used.
+	Swarm *Swarm `yaml:"swarm"`
+}
+
+// Swarm is a Swarm cluster reached through one manager.
+type Swarm struct {
+	Manager string `yaml:"manager"` // unix:///path or tcp://host:port
 }
 
 // Host is one Docker engine of an environment.
@@ -218,6 +226,14 @@ func (c *Config) validate(root *yaml.Node) error {
 			}
 			if !strings.HasPrefix(h.Endpoint, "unix://") && !strings.HasPrefix(h.Endpoint, "tcp://") {
 				return at(fmt.Sprintf("want unix:///path or tcp://host:port, got %q", h.Endpoint), "environments", idx, "hosts", hidx, "endpoint")
+			}
+		}
+		if e.Swarm != nil {
+			if !strings.HasPrefix(e.Swarm.Manager, "unix://") && !strings.HasPrefix(e.Swarm.Manager, "tcp://") {
+				return at(fmt.Sprintf("want unix:///path or tcp://host:port, got %q", e.Swarm.Manager), "environments", idx, "swarm", "manager")
+			}
+			if len(e.Hosts) > 0 {
+				return at("a swarm environment has no hosts: dockmaster talks to the manager only", "environments", idx, "hosts")
 			}
 		}
 	}

@@ -32,6 +32,8 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{"bad listen", "listen: nonsense\n", 1, "listen", "want host:port"},
 		{"bad level", "log:\n  level: loud\n", 2, "log.level", "want debug"},
 		{"bad endpoint", "environments:\n  - name: prod\n    hosts:\n      - name: h1\n        endpoint: h1:2376\n", 5, "environments.0.hosts.0.endpoint", "want unix"},
+		{"bad swarm manager", "environments:\n  - name: prod\n    swarm:\n      manager: mgr:2375\n", 4, "environments.0.swarm.manager", "want unix"},
+		{"swarm with hosts", "environments:\n  - name: prod\n    swarm: {manager: tcp://mgr:2375}\n    hosts:\n      - name: h1\n        endpoint: tcp://h1:2376\n", 4, "environments.0.hosts", "no hosts"},
 		{"bad duration", "shutdown_timeout: soon\n", 1, "", "want a duration"},
 		{"secret env missing", "webhooks:\n  secrets:\n    github: {env: DOCKMASTER_TEST_UNSET_VAR}\n", 3, "webhooks.secrets.github", "DOCKMASTER_TEST_UNSET_VAR is not set"},
 		{"secret bad key", "webhooks:\n  secrets:\n    github: {envv: X}\n", 3, "envv", "unknown key"},

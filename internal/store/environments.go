@@ -12,6 +12,9 @@ import (
 type Environment struct {
 	Name        string
 	Description string
+	// SwarmManager is the manager endpoint of a Swarm environment; empty
+	// for standalone hosts.
+	SwarmManager string
 }
 
 // Host is a stored Docker host of an environment.
@@ -25,10 +28,12 @@ type Host struct {
 	State       string // active | draining
 }
 
-// UpsertEnvironment creates env or updates its description.
+// UpsertEnvironment creates env or updates its description and Swarm
+// manager.
 func (db *DB) UpsertEnvironment(ctx context.Context, e Environment) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO environments(name, description) VALUES (?, ?)
-		ON CONFLICT(name) DO UPDATE SET description = excluded.description`, e.Name, e.Description)
+	_, err := db.ExecContext(ctx, `INSERT INTO environments(name, description, swarm_manager) VALUES (?, ?, ?)
+		ON CONFLICT(name) DO UPDATE SET description = excluded.description, swarm_manager = excluded.swarm_manager`,
+		e.Name, e.Description, e.SwarmManager)
 	if err != nil {
 		return fmt.Errorf("store: environment %s: %w", e.Name, err)
 	}
@@ -37,7 +42,7 @@ func (db *DB) UpsertEnvironment(ctx context.Context, e Environment) error {
 
 // Environments lists environments by name.
 func (db *DB) Environments(ctx context.Context) ([]Environment, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name, description FROM environments ORDER BY name`)
+	rows, err := db.QueryContext(ctx, `SELECT name, description, swarm_manager FROM environments ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("store: environments: %w", err)
 	}
@@ -45,7 +50,7 @@ func (db *DB) Environments(ctx context.Context) ([]Environment, error) {
 	var out []Environment
 	for rows.Next() {
 		var e Environment
-		if err := rows.Scan(&e.Name, &e.Description); err != nil {
+		if err := rows.Scan(&e.Name, &e.Description, &e.SwarmManager); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -56,7 +61,7 @@ func (db *DB) Environments(ctx context.Context) ([]Environment, error) {
 // Environment returns one environment or ErrNotFound.
 func (db *DB) Environment(ctx context.Context, name string) (Environment, error) {
 	var e Environment
-	err := db.QueryRowContext(ctx, `SELECT name, description FROM environments WHERE name = ?`, name).Scan(&e.Name, &e.Description)
+	err := db.QueryRowContext(ctx, `SELECT name, description, swarm_manager FROM environments WHERE name = ?`, name).Scan(&e.Name, &e.Description, &e.SwarmManager)
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, fmt.Errorf("environment %q: %w", name, ErrNotFound)
 	}
