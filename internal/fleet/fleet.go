@@ -11,7 +11,9 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/docker/docker/api/types/registry"
@@ -45,7 +47,14 @@ type Options struct {
 	// Discovery is given to every deployer: the LB runtime of lb_config
 	// services and the containers' resolver (zero: containers as written).
 	Discovery deployer.Discovery
+	// Swarm tunes the Swarm targets (Env, Manager, Store and Auth are set
+	// per environment).
+	Swarm deployer.SwarmOptions
 }
+
+// ErrSwarm is returned by Deployer for a Swarm environment: host
+// operations (drain, rebalance, discovery) do not apply; use Target.
+var ErrSwarm = errors.New("environment is a Docker Swarm cluster: host operations do not apply")
 
 // DockerEngine is the default EngineFor: a Docker API client.
 func DockerEngine(h store.Host, tlsCfg *tls.Config) (deployer.Engine, error) {
@@ -75,6 +84,7 @@ type Fleet struct {
 	o  Options
 	mu sync.Mutex
 	m  map[string]*entry
+	sw map[string]*deployer.Swarm // by env + "\x00" + manager endpoint
 }
 
 type entry struct {
@@ -88,13 +98,47 @@ func New(o Options) *Fleet {
 	if o.EngineFor == nil {
 		o.EngineFor = DockerEngine
 	}
-	return &Fleet{o: o, m: map[string]*entry{}}
+	return &Fleet{o: o, m: map[string]*entry{}, sw: map[string]*deployer.Swarm{}}
+}
+
+// Target returns what deploys env: its Swarm target when the environment
+// has a Swarm manager, else its Deployer.
+func (f *Fleet) Target(ctx context.Context, env string) (deployer.Target, error) {
+	e, err := f.o.Store.Environment(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if e.SwarmManager == "" {
+		return f.Deployer(ctx, env)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := env + "\x00" + e.SwarmManager
+	if s, ok := f.sw[key]; ok {
+		return s, nil
+	}
+	o := f.o.Swarm
+	o.Env, o.Manager, o.Store, o.Auth = env, e.SwarmManager, f.o.Store, f.o.Auth
+	s, err := deployer.NewSwarm(o)
+	if err != nil {
+		return nil, err
+	}
+	for k, old := range f.sw { // the manager changed: drop the old client
+		if strings.HasPrefix(k, env+"\x00") {
+			old.Close()
+			delete(f.sw, k)
+		}
+	}
+	f.sw[key] = s
+	return s, nil
 }
 
 // Deployer returns env's deployer, built from its current hosts.
 func (f *Fleet) Deployer(ctx context.Context, env string) (*deployer.Deployer, error) {
-	if _, err := f.o.Store.Environment(ctx, env); err != nil {
+	if e, err := f.o.Store.Environment(ctx, env); err != nil {
 		return nil, err
+	} else if e.SwarmManager != "" {
+		return nil, fmt.Errorf("environment %s: %w", env, ErrSwarm)
 	}
 	hosts, err := f.o.Store.Hosts(ctx, env)
 	if err != nil {
@@ -167,4 +211,8 @@ func (f *Fleet) Close() {
 		closeAll(e.eng)
 	}
 	f.m = map[string]*entry{}
+	for _, s := range f.sw {
+		s.Close()
+	}
+	f.sw = map[string]*deployer.Swarm{}
 }
