@@ -22,8 +22,12 @@ import (
 type Config struct {
 	// Listen is the HTTP address, host:port.
 	Listen string `yaml:"listen"`
-	// Store is the SQLite database file.
+	// Store is the SQLite database file, or a postgres://user:pass@host:5432/db
+	// URL: PostgreSQL lets several replicas share the state (see store.go).
 	Store string `yaml:"store"`
+	// DataDir holds local state files (generated keys, git caches);
+	// default: the SQLite file's directory, or ./data with PostgreSQL.
+	DataDir string `yaml:"data_dir"`
 	// PublicURL is how people reach dockmaster; it prefixes approval links.
 	PublicURL string   `yaml:"public_url"`
 	Log       Log      `yaml:"log"`
@@ -193,8 +197,8 @@ func (c *Config) validate(root *yaml.Node) error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return at(fmt.Sprintf("want host:port, got %q", c.Listen), "listen")
 	}
-	if c.Store == "" {
-		return at("must not be empty", "store")
+	if err := c.validateStore(at); err != nil {
+		return err
 	}
 	switch c.Log.Format {
 	case "auto", "text", "json":
