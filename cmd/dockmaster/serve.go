@@ -197,7 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("deploys.link_key: %w", err)
 	}
-	targets := &deploys.Targets{Deployers: deployers.Deployer, Apps: engine.App, Stacks: cfg.Deploys.Stacks, Jobs: policies.JenkinsJob,
+	targets := &deploys.Targets{Deployers: deployers.Target, Apps: engine.App, Stacks: cfg.Deploys.Stacks, Jobs: policies.JenkinsJob,
 		Files: deploys.GitFiles{Cache: pipeline.NewGitCache(filepath.Join(filepath.Dir(cfg.Store), "git-deploys"))}}
 	deployManager, err := pipeline.NewDeploys(pipeline.DeploysOptions{Store: db.Deploys(), Policy: policies.For, Target: targets.Target,
 		Apps: engine.App, Signer: linkSigner, TicketPrefix: cfg.Pipeline.TicketPrefix, Tick: time.Duration(cfg.Deploys.Tick), Log: log,
@@ -270,7 +270,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 func syncEnvironments(ctx context.Context, db *store.DB, envs []config.Environment) error {
 	for _, e := range envs {
-		if err := db.UpsertEnvironment(ctx, store.Environment{Name: e.Name, Description: e.Description}); err != nil {
+		if err := db.UpsertEnvironment(ctx, store.Environment{Name: e.Name, Description: e.Description, SwarmManager: swarmManager(e)}); err != nil {
 			return err
 		}
 		for _, h := range e.Hosts {
@@ -280,4 +280,13 @@ func syncEnvironments(ctx context.Context, db *store.DB, envs []config.Environme
 		}
 	}
 	return nil
+}
+
+// swarmManager is e's Swarm manager endpoint, "" for standalone hosts
+// (Swarm environments, issue 9).
+func swarmManager(e config.Environment) string {
+	if e.Swarm == nil {
+		return ""
+	}
+	return e.Swarm.Manager
 }

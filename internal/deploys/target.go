@@ -68,7 +68,7 @@ func (g GitFiles) File(ctx context.Context, a *pipeline.App, branch, commit, nam
 
 // Builtin deploys with the built-in deployer of one environment.
 type Builtin struct {
-	Deployer *deployer.Deployer
+	Deployer deployer.Target // standalone hosts or a Swarm cluster
 	Apps     func(name string) (*pipeline.App, bool)
 	Files    Commits // nil: only FallbackDir is used
 	// Stacks maps app -> stack name; default the app name lower-cased.
@@ -233,7 +233,7 @@ func (j *JenkinsJob) Health(context.Context, pipeline.Ticket) (pipeline.Health, 
 // Targets picks each environment's target: its Jenkins deploy job when the
 // policy names one, else the built-in deployer from Deployers.
 type Targets struct {
-	Deployers func(ctx context.Context, env string) (*deployer.Deployer, error)
+	Deployers func(ctx context.Context, env string) (deployer.Target, error)
 	Apps      func(name string) (*pipeline.App, bool)
 	Files     Commits
 	Stacks    map[string]string

@@ -285,7 +285,7 @@ func (v *Views) service(c *gin.Context) {
 			data.LogsError = err.Error()
 		}
 	}
-	d, err := v.Deployers.Deployer(ctx, env)
+	d, err := v.Deployers.Target(ctx, env)
 	if err == nil {
 		var revs []deployer.Revision
 		revs, err = d.Revisions(ctx, stack)
@@ -305,7 +305,7 @@ func (v *Views) service(c *gin.Context) {
 // logs collects the last lines of every container of the service, oldest
 // first, within the probe timeout.
 func (v *Views) logs(ctx context.Context, env, stack, service string) ([]deployer.LogLine, error) {
-	d, err := v.Deployers.Deployer(ctx, env)
+	d, err := v.Deployers.Target(ctx, env)
 	if err != nil {
 		return nil, err
 	}

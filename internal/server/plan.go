@@ -100,7 +100,7 @@ func (a *PlanAPI) plan(c *gin.Context) {
 		placeError(c, err)
 		return
 	}
-	d, err := a.Deployers.Deployer(c.Request.Context(), env)
+	d, err := a.Deployers.Target(c.Request.Context(), env)
 	if err != nil {
 		placeError(c, err)
 		return

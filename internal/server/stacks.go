@@ -32,7 +32,7 @@ type StackAPI struct {
 	// Fleet is internal/fleet.Fleet (same shape as status.go's Deployers,
 	// declared here so this file stands alone).
 	Fleet interface {
-		Deployer(ctx context.Context, env string) (*deployer.Deployer, error)
+		Target(ctx context.Context, env string) (deployer.Target, error)
 	}
 	// Store is read for the stored service states (cheap listings and the
 	// pre-checks that answer 409 before a job starts).
@@ -138,8 +138,8 @@ func (a *StackAPI) base() context.Context {
 	return context.Background()
 }
 
-func (a *StackAPI) deployerFor(c *gin.Context) (*deployer.Deployer, bool) {
-	d, err := a.Fleet.Deployer(c.Request.Context(), c.Param("env"))
+func (a *StackAPI) deployerFor(c *gin.Context) (deployer.Target, bool) {
+	d, err := a.Fleet.Target(c.Request.Context(), c.Param("env"))
 	if err != nil {
 		deployError(c, err)
 		return nil, false

@@ -24,6 +24,9 @@ import (
 // Deployers hands out an environment's deployer (internal/fleet.Fleet).
 type Deployers interface {
 	Deployer(ctx context.Context, env string) (*deployer.Deployer, error)
+	// Target is what deploys env: its Deployer, or a Swarm cluster's
+	// target (status, logs, revisions, plans look the same).
+	Target(ctx context.Context, env string) (deployer.Target, error)
 }
 
 // VoteLister lists the votes of one approval stage of a ticket.
@@ -285,7 +288,7 @@ func (v *Views) fillCell(ctx context.Context, a *pipeline.App, cell *CellStatus)
 }
 
 func (v *Views) stackStatus(ctx context.Context, env, stack string) (deployer.StackStatus, error) {
-	d, err := v.Deployers.Deployer(ctx, env)
+	d, err := v.Deployers.Target(ctx, env)
 	if err != nil {
 		return deployer.StackStatus{}, err
 	}
