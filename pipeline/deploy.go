@@ -227,6 +227,9 @@ type Deploys struct {
 	busy map[string]bool // tickets being deployed by this process
 	// resumed: the first Tick has restarted this replica's interrupted deploys.
 	resumed bool
+	// life is Run's context: deploys outlive the request that started them
+	// (deploy now) but end with the process.
+	life context.Context
 }
 
 // NewDeploys checks o and fills defaults.
@@ -372,6 +375,9 @@ func (d *Deploys) transition(ctx context.Context, t Ticket, from, to TicketState
 // Run calls Tick every Options.Tick until ctx ends, then waits for the
 // deploys it started.
 func (d *Deploys) Run(ctx context.Context) {
+	d.mu.Lock()
+	d.life = ctx
+	d.mu.Unlock()
 	defer d.wg.Wait()
 	t := time.NewTicker(d.o.Tick)
 	defer t.Stop()
@@ -492,12 +498,19 @@ func (d *Deploys) due(ctx context.Context, s Schedule, now time.Time) error {
 	return nil
 }
 
-// start runs the deploy of t in the background unless it already runs here.
+// start runs the deploy of t in the background unless it already runs
+// here. The deploy runs under Run's context, not ctx: ctx may be a request
+// that ends long before the deploy does.
 func (d *Deploys) start(ctx context.Context, t Ticket) {
 	d.mu.Lock()
 	if d.busy[t.Key] {
 		d.mu.Unlock()
 		return
+	}
+	if d.life != nil {
+		ctx = d.life
+	} else {
+		ctx = context.WithoutCancel(ctx) // no Run (tests driving Tick)
 	}
 	d.busy[t.Key] = true
 	d.mu.Unlock()

@@ -20,11 +20,13 @@ type fakeTarget struct {
 	held    string
 	calls   []string
 	healthy bool
+	delay   time.Duration // a deploy takes this long
 }
 
 func (f *fakeTarget) Deploy(_ context.Context, t pipeline.Ticket) (pipeline.DeployOutcome, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	time.Sleep(f.delay)
 	f.calls = append(f.calls, "deploy "+t.Version)
 	if f.current == "" {
 		f.current = t.Version
@@ -284,6 +286,26 @@ func TestApprovalBeforeDeployAndDeployNow(t *testing.T) {
 	}
 	if log, _ := f.db.AuditLog(ctx, store.AuditQuery{Action: "deploy.override"}); len(log) != 1 || log[0].Detail != "customer outage" {
 		t.Errorf("override audit: %+v", log)
+	}
+}
+
+// TestDeployNowOutlivesTheRequest: the API calls DeployNow with the
+// request's context, which ends as soon as the answer is written; the
+// deploy it starts must still run to the end.
+func TestDeployNowOutlivesTheRequest(t *testing.T) {
+	f := newFixture(t)
+	f.target.delay = 100 * time.Millisecond
+	d := f.deploys(t, "a")
+	tk := f.ticket(t, "2.0", "prod")
+	d.OnTicket(tk)
+	req, cancel := context.WithCancel(context.Background())
+	if err := d.DeployNow(req, tk.Key, pipeline.Actor{Name: "owner"}, "customer outage"); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the request is answered
+	d.Wait()
+	if got := f.state(t, tk.Key); got.State != pipeline.TicketAwaitingConfirmation {
+		t.Fatalf("after a deploy now whose request ended: %s (%s)", got.State, got.Reason)
 	}
 }
 
