@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -56,7 +57,8 @@ func runTicket(args []string, stdout, stderr io.Writer) error {
 	cf := addClientFlags(fs)
 	app, branch, env := fs.String("app", "", "app"), fs.String("branch", "", "branch of an earlier successful build"), fs.String("env", "", "environment")
 	reason := fs.String("reason", "", "why the window is overridden (deploy-now)")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
 	c, err := cf.client()
@@ -72,10 +74,10 @@ func runTicket(args []string, stdout, stderr io.Writer) error {
 		}
 		err = c.post(ctx, "/api/v1/tickets", map[string]string{"app": *app, "branch": *branch, "env": *env}, &out)
 	case "show", "reject", "rollback", "deploy-now", "confirm", "approve", "schedule":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return usagef("ticket %s KEY", sub)
 		}
-		key := url.PathEscape(fs.Arg(0))
+		key := url.PathEscape(pos[0])
 		if sub == "show" {
 			err = c.get(ctx, "/api/v1/tickets/"+key, nil, &out)
 		} else {
@@ -115,6 +117,23 @@ func printTicket(w io.Writer, cf *clientFlags, t server.TicketJSON) error {
 	return nil
 }
 
+// parseArgs parses flags placed before or after the positional arguments
+// (dockmaster wait DEPLOY-7 --for done), which the flag package alone
+// stops at, and returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // ticketAction makes approve and confirm: dockmaster approve DEPLOY-111.
 func ticketAction(action string) func(args []string, stdout, stderr io.Writer) error {
 	return func(args []string, stdout, stderr io.Writer) error {
@@ -130,10 +149,11 @@ func runWait(args []string, stdout, stderr io.Writer) error {
 	target := fs.String("for", "done", "upgraded (held, awaiting confirmation) or done")
 	timeout := fs.Duration("timeout", time.Hour, "give up after this long")
 	every := fs.Duration("interval", 2*time.Second, "poll interval")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usagef("wait KEY --for upgraded|done")
 	}
 	want := map[string]pipeline.TicketState{"upgraded": pipeline.TicketAwaitingConfirmation, "done": pipeline.TicketDone}[*target]
@@ -151,7 +171,7 @@ func runWait(args []string, stdout, stderr io.Writer) error {
 	last := ""
 	for {
 		var t server.TicketJSON
-		if err := c.get(ctx, "/api/v1/tickets/"+url.PathEscape(fs.Arg(0)), nil, &t); err != nil {
+		if err := c.get(ctx, "/api/v1/tickets/"+url.PathEscape(pos[0]), nil, &t); err != nil {
 			return err
 		}
 		line := string(t.State) + " " + t.Reason
