@@ -91,13 +91,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go func() { defer wg.Done(); f(loops) }()
 	}
 
+	elector := newElector(cfg, log) // leader: see the deploys block
+
 	inv := inventory.New(db, log, 10*time.Second)
 	goLoop(inv.Run)
 
 	srv := server.New(log, map[string]server.ReadyChecker{"store": db})
 	// access: before any other group or route, so every route gets it.
 	authn, err := auth.New(auth.Options{Store: db, Config: cfg.Auth, PublicURL: cfg.PublicURL,
-		StateDir: filepath.Dir(cfg.Store), Log: log})
+		StateDir: cfg.StateDir(), Log: log})
 	if err != nil {
 		return err
 	}
@@ -198,16 +200,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("deploys.link_key: %w", err)
 	}
 	targets := &deploys.Targets{Deployers: deployers.Target, Apps: engine.App, Stacks: cfg.Deploys.Stacks, Jobs: policies.JenkinsJob,
-		Files: deploys.GitFiles{Cache: pipeline.NewGitCache(filepath.Join(filepath.Dir(cfg.Store), "git-deploys"))}}
+		Files: deploys.GitFiles{Cache: pipeline.NewGitCache(filepath.Join(cfg.StateDir(), "git-deploys"))}}
 	deployManager, err := pipeline.NewDeploys(pipeline.DeploysOptions{Store: db.Deploys(), Policy: policies.For, Target: targets.Target,
 		Apps: engine.App, Signer: linkSigner, TicketPrefix: cfg.Pipeline.TicketPrefix, Tick: time.Duration(cfg.Deploys.Tick), Log: log,
 		LinkURL: func(tok string) string { return strings.TrimSuffix(cfg.PublicURL, "/") + "/links/" + tok }})
 	if err != nil {
 		return err
 	}
-	goLoop(deployManager.Run)
 	engine.SetDeployHooks(pipeline.DeployHooks{OnTicket: deployManager.OnTicket, DeployBuildFinished: deployManager.DeployFinished})
-	goLoop(engine.Run)
+	// leader: the pipeline engine and the deploys loop (windows, holds)
+	// run only while this replica leads; any replica takes hooks and API calls.
+	goLoop(func(ctx context.Context) { elector.Run(ctx, leading(deployManager.Run, engine.Run)) })
+	// end leader
 	(&server.TicketAPI{Store: db.Deploys(), Deploys: deployManager, Engine: engine, Authz: authn.Authorizer()}).Register(secured)
 	(&server.ApprovalPages{Deploys: deployManager, Signer: linkSigner, Pages: templates.NewPages()}).Register(root)
 	// end deploys
@@ -244,6 +248,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return m.Config("")
 		}),
 		Reconcile: func(ctx context.Context, env string) error {
+			if !elector.Leader() { // leader: one replica reconciles
+				return nil
+			}
 			d, err := deployers.Deployer(ctx, env)
 			if err != nil {
 				return err
@@ -260,7 +267,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	log.Info("dockmaster serving", "addr", ln.Addr().String(), "store", cfg.Store, "version", version)
+	log.Info("dockmaster serving", "addr", ln.Addr().String(), "store", db.Path(), "version", version) // leader: Path hides a PostgreSQL password
 	if err := srv.Serve(ctx, ln, time.Duration(cfg.ShutdownTimeout)); err != nil {
 		return err
 	}

@@ -71,10 +71,32 @@ type Server struct {
 // stopped (SIGKILL) on cleanup; its log is printed when the test failed.
 func StartServer(t testing.TB, config string, env ...string) *Server {
 	t.Helper()
+	return startServer(t, "", config, env)
+}
+
+// ReplicaSigningKey is auth.signing_key in StartReplica configs.
+const ReplicaSigningKey = "test-replica-signing-key-0123456789abcdef"
+
+// StartReplica is StartServer on a shared store (a postgres:// URL, see
+// internal/store/pgtest): several replicas of one dockmaster, each with
+// its own port and directory, all signing with ReplicaSigningKey.
+func StartReplica(t testing.TB, store, config string, env ...string) *Server {
+	t.Helper()
+	return startServer(t, store, config, env)
+}
+
+func startServer(t testing.TB, store, config string, env []string) *Server {
+	t.Helper()
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	cfg := fmt.Sprintf("listen: %s\nstore: %s\nlog:\n  format: json\n  level: debug\nauth:\n  admin_password: %s\n%s",
-		addr, filepath.Join(dir, "dockmaster.db"), AdminPassword, config)
+	authExtra := ""
+	if store == "" {
+		store = filepath.Join(dir, "dockmaster.db")
+	} else {
+		authExtra = "  signing_key: " + ReplicaSigningKey + "\n"
+	}
+	cfg := fmt.Sprintf("listen: %s\nstore: %s\ndata_dir: %s\nlog:\n  format: json\n  level: debug\nauth:\n  admin_password: %s\n%s%s",
+		addr, store, dir, AdminPassword, authExtra, config)
 	path := filepath.Join(dir, "dockmaster.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
