@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -161,4 +162,30 @@ func TestApprovalLinkPages(t *testing.T) {
 	if w := do(http.MethodPost, "/api/v1/tickets/"+tk.Key+"/rollback", viewer, nil); w.Code != http.StatusForbidden {
 		t.Errorf("read-only rollback via API: %d", w.Code)
 	}
+}
+
+// registerTickets mounts the ticket API and the approval pages as serve
+// does, on a deploy manager whose target always holds (route matrix).
+func registerTickets(t *testing.T, srv *Server, a *auth.Authenticator, db *store.DB) {
+	t.Helper()
+	imm, _ := pipeline.WindowPolicy{Immediate: true}.Compile()
+	signer, err := pipeline.NewSigner([]byte("matrix link key 0123456789"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := pipeline.NewDeploys(pipeline.DeploysOptions{Store: db.Deploys(), Signer: signer,
+		Policy: func(app, env string) (*pipeline.EnvPolicy, error) { return &pipeline.EnvPolicy{Windows: imm}, nil },
+		Target: func(env string) (pipeline.Target, error) { return &heldTarget{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&TicketAPI{Store: db.Deploys(), Deploys: d, Engine: noTickets{}, Authz: a.Authorizer()}).Register(a.Routes(srv.Engine.Group("/api/v1")))
+	(&ApprovalPages{Deploys: d, Signer: signer, Pages: templates.NewPages()}).Register(a.Routes(&srv.Engine.RouterGroup))
+}
+
+// noTickets has no successful builds to open tickets from.
+type noTickets struct{}
+
+func (noTickets) CreateTicket(context.Context, string, string, string, string) (pipeline.Ticket, error) {
+	return pipeline.Ticket{}, errors.New("no successful build")
 }
