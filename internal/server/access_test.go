@@ -102,7 +102,8 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 	registerContainers(t, srv, a, db) // containers API and pages (no hosts)
 	registerViews(srv, a, db, nil)    // status API and HTML pages
 	(&DiscoveryAPI{Discovery: discovery.New(discovery.Options{}), LBKey: []byte("k")}).Register(a.Routes(api)) // discovery
-	registerTickets(t, srv, a, db) // tickets API and approval link pages
+	// tickets API and approval link pages
+	registerTickets(t, srv, a, db)
 	return &accessServer{t: t, srv: srv, auth: a, db: db, logs: logs, dir: dir}
 }
 
