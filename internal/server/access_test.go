@@ -99,8 +99,8 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 	(&StackAPI{Fleet: fleet.New(fleet.Options{Store: db}), Store: db}).Register(a.Routes(api))
 	(&PlanAPI{Deployers: fleet.New(fleet.Options{Store: db})}).Register(a.Routes(api))
 	(&HostAPI{Store: db, Deployers: fleet.New(fleet.Options{Store: db})}).Register(a.Routes(api))
-	registerContainers(t, srv, a, db) // containers API and pages (no hosts)
-	registerViews(srv, a, db, nil)    // status API and HTML pages
+	registerContainers(t, srv, a, db)                                                                          // containers API and pages (no hosts)
+	registerViews(srv, a, db, nil)                                                                             // status API and HTML pages
 	(&DiscoveryAPI{Discovery: discovery.New(discovery.Options{}), LBKey: []byte("k")}).Register(a.Routes(api)) // discovery
 	// tickets API and approval link pages
 	registerTickets(t, srv, a, db)
