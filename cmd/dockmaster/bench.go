@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 	"github.com/dockmaster/dockmaster/webhooks"
 )
 
-const benchSynopsis = "bench webhooks [-n 5000] [-c 64] [--batch-max 256] [--linger 0s] [--url URL --secret S [--store PATH]]"
+const benchSynopsis = "bench webhooks [-n 5000] [-c 64] [--batch-max 256] [--linger 0s] [--url URL[,URL...] --secret S [--store PATH|postgres://...]]"
 
 // Goals printed next to the figures (not asserted).
 const (
@@ -53,9 +54,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.c, "c", 64, "concurrent connections")
 	fs.IntVar(&o.batchMax, "batch-max", 256, "in-process: most deliveries per transaction in the group-commit scenario")
 	fs.DurationVar(&o.linger, "linger", 0, "in-process: wait this long for more deliveries when several are queued")
-	fs.StringVar(&o.url, "url", "", "fire at this running dockmaster instead of in-process servers")
+	fs.StringVar(&o.url, "url", "", "fire at this running dockmaster instead of in-process servers; several comma-separated URLs (replicas of one store) share the hooks and connections evenly")
 	fs.StringVar(&o.secret, "secret", "", "with --url: the github webhook secret it is configured with")
-	fs.StringVar(&o.store, "store", "", "with --url: its SQLite file, to verify every acknowledged delivery is stored once")
+	fs.StringVar(&o.store, "store", "", "with --url: its store (SQLite file or postgres:// URL), to verify every acknowledged delivery is stored once")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -295,17 +296,46 @@ func verifyStored(ctx context.Context, db *store.DB, results []loadgen.Result, w
 	return nil
 }
 
-// benchRemote fires at a running dockmaster and, given its store, verifies.
+// benchRemote fires at running dockmasters (replicas share the hooks
+// round-robin and the connections evenly) and, given the store, verifies.
 func benchRemote(ctx context.Context, o benchOptions, w io.Writer) error {
-	target := strings.TrimRight(o.url, "/") + "/webhooks/github"
+	var targets []string
+	for _, u := range strings.Split(o.url, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			targets = append(targets, strings.TrimRight(u, "/")+"/webhooks/github")
+		}
+	}
+	if len(targets) == 0 {
+		return usagef("--url: no URL given")
+	}
 	prefix := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	hooks := benchHooks(prefix, o.secret, o.n)
-	client := loadgen.NewClient(o.c)
+	shares := make([][]loadgen.Hook, len(targets))
+	for i, h := range hooks {
+		shares[i%len(targets)] = append(shares[i%len(targets)], h)
+	}
+	conc := max(o.c/len(targets), 1)
+	perTarget := make([][]loadgen.Result, len(targets))
 	start := time.Now()
-	results := loadgen.Fire(ctx, client, target, hooks, o.c)
-	s := loadgen.Summarize(results, time.Since(start))
+	var wg sync.WaitGroup
+	for i, target := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := loadgen.NewClient(conc)
+			defer client.CloseIdleConnections()
+			perTarget[i] = loadgen.Fire(ctx, client, target, shares[i], conc)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var results []loadgen.Result
+	for _, r := range perTarget {
+		results = append(results, r...)
+	}
+	s := loadgen.Summarize(results, elapsed)
 	fmt.Fprintf(w, "%s: %d hooks, %d connections: %.0f accepted/s, p50 %s, p99 %s, %d/%d acknowledged\n",
-		target, o.n, o.c, s.PerSecond, roundDur(s.P50), roundDur(s.P99), s.Acknowledged, s.Sent)
+		strings.Join(targets, " + "), o.n, conc*len(targets), s.PerSecond, roundDur(s.P50), roundDur(s.P99), s.Acknowledged, s.Sent)
 	for _, r := range results {
 		if !r.Acknowledged() {
 			fmt.Fprintf(w, "first failure: %s: status %d, %v\n", r.DeliveryID, r.Status, r.Err)
@@ -320,7 +350,7 @@ func benchRemote(ctx context.Context, o benchOptions, w io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	return verifyStored(ctx, db, results, w, "store "+o.store)
+	return verifyStored(ctx, db, results, w, "store "+db.Path())
 }
 
 func roundDur(d time.Duration) time.Duration {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,7 +104,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := authn.Bootstrap(ctx); err != nil {
+	if err := authn.Bootstrap(ctx); errors.Is(err, store.ErrConflict) {
+		// leader: a replica starting at the same moment created the admin
+		// first; this second look finds it.
+		err = authn.Bootstrap(ctx)
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	if err := srv.UseAccess(authn, db, cfg.Auth.TrustedProxies); err != nil {
