@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/internal/auth"
 	"github.com/dockmaster/dockmaster/internal/discovery"
 )
@@ -88,4 +89,29 @@ func (a *DiscoveryAPI) lbConfig(c *gin.Context) {
 // the environment's load balancer routes and healthy servers.
 func (a *DiscoveryAPI) traefik(c *gin.Context) {
 	c.JSON(http.StatusOK, a.Discovery.Traefik(c.Param("env")))
+}
+
+// LBRuleJSON is a load balancer's port rule with the target's healthy
+// backends ("container@host"), in the stack status and the service page.
+type LBRuleJSON struct {
+	SourcePort uint16   `json:"source_port"`
+	TargetPort uint16   `json:"target_port"`
+	Service    string   `json:"service"`
+	Protocol   string   `json:"protocol,omitempty"`
+	Hostname   string   `json:"hostname,omitempty"`
+	Path       string   `json:"path,omitempty"`
+	Priority   int      `json:"priority,omitempty"`
+	Backends   []string `json:"backends"`
+}
+
+func lbRulesJSON(s *deployer.LBStatus) []LBRuleJSON {
+	if s == nil {
+		return nil
+	}
+	out := []LBRuleJSON{}
+	for _, r := range s.Rules {
+		out = append(out, LBRuleJSON{SourcePort: r.SourcePort, TargetPort: r.TargetPort, Service: r.Service, Protocol: r.Protocol,
+			Hostname: r.Hostname, Path: r.Path, Priority: r.Priority, Backends: append([]string{}, r.Backends...)})
+	}
+	return out
 }

@@ -79,3 +79,25 @@ func TestLBConfigRouteNeedsTheBalancersToken(t *testing.T) {
 		t.Errorf("traefik: %d %s", w.Code, w.Body)
 	}
 }
+
+func TestStackStatusJSONShowsLBRules(t *testing.T) {
+	st := deployer.StackStatus{Stack: "shop", Services: []deployer.ServiceStatus{{Name: "lb", LB: &deployer.LBStatus{Rules: []deployer.LBRuleStatus{
+		{LBPortRule: deployer.LBPortRule{SourcePort: 80, TargetPort: 8080, Service: "web", Protocol: "http"}, Backends: []string{"shop-web-1@h1"}},
+		{LBPortRule: deployer.LBPortRule{SourcePort: 81, TargetPort: 8080, Service: "api"}},
+	}}}, {Name: "web"}}}
+	b, err := json.Marshal(toStatusJSON(st, map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Services []struct {
+			Name string
+			LB   []LBRuleJSON `json:"lb"`
+		}
+	}
+	_ = json.Unmarshal(b, &got)
+	lb0 := got.Services[0].LB
+	if len(lb0) != 2 || lb0[0].SourcePort != 80 || len(lb0[0].Backends) != 1 || lb0[1].Backends == nil || got.Services[1].LB != nil {
+		t.Fatalf("status JSON: %s", b)
+	}
+}

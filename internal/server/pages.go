@@ -239,6 +239,7 @@ type serviceData struct {
 	LogsError   string
 	Revisions   []revisionRow
 	StatusError string
+	LB          []LBRuleJSON // load balancer rules and healthy backends (discovery.go)
 }
 
 func (v *Views) service(c *gin.Context) {
@@ -267,6 +268,7 @@ func (v *Views) service(c *gin.Context) {
 			continue
 		}
 		data.Running, data.Healthy = s.Running, s.Healthy
+		data.LB = lbRulesJSON(s.LB)
 		for _, ct := range s.Containers {
 			img := rec.Spec.Image
 			old := rec.OldDeployment != "" && ct.Deployment == rec.OldDeployment

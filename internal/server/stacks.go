@@ -554,6 +554,8 @@ type ServiceStatusJSON struct {
 	// PerHost counts the current deployment's containers per host.
 	PerHost    map[string]HostCount  `json:"per_host"`
 	Containers []ContainerStatusJSON `json:"containers"`
+	// LB: a load balancer's rules and healthy backends (discovery.go).
+	LB []LBRuleJSON `json:"lb,omitempty"`
 }
 
 // HostCount counts a service's containers on one host.
@@ -617,7 +619,7 @@ func toStatusJSON(st deployer.StackStatus, current map[string]string) StackStatu
 		states = append(states, s.State)
 		ss := ServiceStatusJSON{Name: s.Name, State: string(s.State), Failed: s.Failed, Scale: s.Scale, Running: s.Running,
 			Healthy: s.Healthy, Version: s.Version, Image: s.Image, Digest: s.ImageID, OldVersion: s.OldVersion,
-			PerHost: map[string]HostCount{}, Containers: []ContainerStatusJSON{}}
+			PerHost: map[string]HostCount{}, Containers: []ContainerStatusJSON{}, LB: lbRulesJSON(s.LB)}
 		for _, ct := range s.Containers {
 			cur := ct.Deployment == current[s.Name]
 			cj := ContainerStatusJSON{Host: ct.Host, Name: ct.Name, ID: ct.ID, Deployment: ct.Deployment, Version: ct.Version,
