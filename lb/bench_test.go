@@ -1,47 +1,9 @@
 package lb
 
 import (
-	"io"
-	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// Throughput hammers url with conc keep-alive clients for d and returns
-// requests per second and the number of failed requests.
-func Throughput(url string, conc int, d time.Duration) (rps float64, errs int64) {
-	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxIdleConns: conc}
-	defer tr.CloseIdleConnections()
-	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	var n, bad atomic.Int64
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				resp, err := cl.Get(url)
-				if err != nil {
-					bad.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					bad.Add(1)
-					continue
-				}
-				n.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	return float64(n.Load()) / time.Since(start).Seconds(), bad.Load()
-}
 
 // BenchmarkLBVersusDirect measures requests per second through the LB
 // against the same backend asked directly, in one run, and reports the
