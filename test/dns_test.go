@@ -3,7 +3,9 @@ package test
 import (
 	"context"
 	"net"
+	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/internal/discovery"
+	"github.com/dockmaster/dockmaster/internal/testenv"
 )
 
 // TestDNSServiceDiscovery: dockmaster's DNS answers a service with its
@@ -104,5 +107,43 @@ func TestDNSServiceDiscovery(t *testing.T) {
 	}
 	if net.ParseIP(want[0]) == nil {
 		t.Fatalf("container IP %q", want[0])
+	}
+}
+
+// TestServeRunsDiscovery: `dockmaster serve` with discovery.dns_listen
+// answers DNS for its zone (and refuses other names), and serves the
+// Traefik endpoint behind a login.
+func TestServeRunsDiscovery(t *testing.T) {
+	port := testenv.FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s := testenv.StartServer(t, "discovery:\n  dns_listen: "+addr+"\n  dns_suffix: dm.example\n")
+	q := func(name string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		var r *dns.Msg
+		var err error
+		for range 20 { // the server may still be starting its DNS listener
+			if r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, addr); err == nil {
+				return r
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("A %s: %v\n%s", name, err, s.Log())
+		return nil
+	}
+	if r := q("web.shop.prod.dm.example"); r.Rcode != dns.RcodeNameError || !r.Authoritative {
+		t.Errorf("unknown name in the zone: rcode %d aa %v, want authoritative NXDOMAIN", r.Rcode, r.Authoritative)
+	}
+	if r := q("example.com"); r.Rcode != dns.RcodeRefused {
+		t.Errorf("outside the zone: rcode %d, want REFUSED", r.Rcode)
+	}
+	var tr map[string]any
+	if code := s.Admin().Do(http.MethodGet, "/api/v1/environments/prod/traefik", nil, &tr); code != http.StatusOK {
+		t.Errorf("traefik endpoint as admin: %d", code)
+	}
+	if resp, err := http.Get(s.URL + "/api/v1/environments/prod/traefik"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("traefik endpoint anonymous: %v %v, want 401", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
