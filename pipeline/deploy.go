@@ -34,6 +34,17 @@ type Target interface {
 	Health(ctx context.Context, t Ticket) (Health, error)
 }
 
+// Observer is implemented by targets whose deploy runs outside
+// dockmaster (a Jenkins deploy job) onto a stack dockmaster can see.
+// Observe reports whether the ticket's version is held there (Held, with
+// FromVersion); not held is no error. It errs when the stack cannot be
+// read or holds another version. Deploys calls it on each tick for
+// deploying tickets (the job waits for the hold before it ends) and when
+// the job reports success. Safe for concurrent use.
+type Observer interface {
+	Observe(ctx context.Context, t Ticket) (DeployOutcome, error)
+}
+
 // DeployOutcome is what Deploy did.
 type DeployOutcome struct {
 	// Held: the service is in upgraded, old containers kept.
@@ -443,6 +454,11 @@ func (d *Deploys) Tick(ctx context.Context) error {
 			}
 		}
 	}
+	for _, t := range deploying {
+		if err := d.observe(ctx, t); err != nil && !errors.Is(err, ErrConflict) {
+			errs = append(errs, err)
+		}
+	}
 	holds, err := d.o.Store.OpenHolds(ctx)
 	if err != nil {
 		return err
@@ -573,11 +589,57 @@ func (d *Deploys) DeployFinished(ctx context.Context, key string, ok bool, detai
 		d.record(ctx, "deploy", system, t, "failed", detail)
 		return d.transition(ctx, t, TicketDeploying, TicketFailed, "deploy job failed: "+detail)
 	}
+	// The job may have left the stack held in upgraded (up --upgrade):
+	// then the ticket waits for a human as a built-in deploy does.
+	if target, err := d.o.Target(t.Environment); err == nil {
+		if obs, ok := target.(Observer); ok {
+			out, err := obs.Observe(ctx, t)
+			if err != nil {
+				// Failing the ticket, not returning the error: the engine
+				// would retry this event forever on a lasting error.
+				d.record(ctx, "deploy", system, t, "failed", err.Error())
+				return d.transition(ctx, t, TicketDeploying, TicketFailed, "deploy job succeeded, but its stack: "+err.Error())
+			}
+			if out.Held {
+				d.record(ctx, "deploy", system, t, "ok", detail)
+				return d.held(ctx, t, out.FromVersion)
+			}
+		}
+	}
 	d.record(ctx, "deploy", system, t, "ok", detail)
 	if err := d.transition(ctx, t, TicketDeploying, TicketDone, "deploy job succeeded"); err != nil {
 		return err
 	}
 	return d.promote(ctx, t)
+}
+
+// observe holds a deploying ticket whose deploy job (an Observer target)
+// has left its version upgraded, without waiting for the job to end: the
+// job waits for the hold to print its approval links. Errors are left to
+// DeployFinished, which reports them when the job ends.
+func (d *Deploys) observe(ctx context.Context, t Ticket) error {
+	d.mu.Lock()
+	busy := d.busy[t.Key]
+	d.mu.Unlock()
+	if busy {
+		return nil // its Deploy is still running here
+	}
+	target, err := d.o.Target(t.Environment)
+	if err != nil {
+		return nil
+	}
+	obs, ok := target.(Observer)
+	if !ok {
+		return nil
+	}
+	out, err := obs.Observe(ctx, t)
+	if err != nil || !out.Held {
+		if err != nil {
+			d.o.Log.Debug("deploys: observe", "ticket", t.Key, "err", err)
+		}
+		return nil
+	}
+	return d.held(ctx, t, out.FromVersion)
 }
 
 func (d *Deploys) held(ctx context.Context, t Ticket, from string) error {
@@ -616,6 +678,13 @@ func (d *Deploys) Links(h Hold) (finish, rollback string) {
 	finish = d.o.Signer.Sign(Link{Request: h.ID, Action: ActionFinish, Env: h.Environment, Expires: h.ExpiresAt, Nonce: h.FinishNonce})
 	rollback = d.o.Signer.Sign(Link{Request: h.ID, Action: ActionRollback, Env: h.Environment, Expires: h.ExpiresAt, Nonce: h.RollbackNonce})
 	return finish, rollback
+}
+
+// LinkURLs returns the finish and rollback page URLs of a hold, as the
+// held notification carries them.
+func (d *Deploys) LinkURLs(h Hold) (finish, rollback string) {
+	f, r := d.Links(h)
+	return d.o.LinkURL(f), d.o.LinkURL(r)
 }
 
 func (d *Deploys) announce(ctx context.Context, pol *EnvPolicy, t Ticket, h Hold, kind, actor string) {

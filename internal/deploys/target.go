@@ -142,23 +142,40 @@ func (b *Builtin) Deploy(ctx context.Context, t pipeline.Ticket) (pipeline.Deplo
 	}
 	// Look at what is held: after a crash the upgrade may already be held
 	// (ErrUpgradeHeld), which is success only if it holds this version.
-	st, serr := b.Deployer.Status(ctx, spec.Name)
-	if serr != nil {
-		return pipeline.DeployOutcome{}, serr
-	}
-	out := pipeline.DeployOutcome{}
-	for _, s := range st.Services {
-		if s.State == deployer.StateUpgraded {
-			if s.Version != t.Version {
-				return out, fmt.Errorf("%s/%s holds version %s: %w", spec.Name, s.Name, s.Version, deployer.ErrUpgradeHeld)
-			}
-			out.Held, out.FromVersion = true, s.OldVersion
-		}
+	out, herr := b.held(ctx, spec.Name, t.Version)
+	if herr != nil {
+		return out, herr
 	}
 	if err != nil && !out.Held {
 		return out, err
 	}
 	return out, nil
+}
+
+// held reports whether stack holds version in upgraded (with the version
+// it replaced); another version held is an error wrapping
+// deployer.ErrUpgradeHeld.
+func (b *Builtin) held(ctx context.Context, stack, version string) (pipeline.DeployOutcome, error) {
+	st, err := b.Deployer.Status(ctx, stack)
+	if err != nil {
+		return pipeline.DeployOutcome{}, err
+	}
+	out := pipeline.DeployOutcome{}
+	for _, s := range st.Services {
+		if s.State == deployer.StateUpgraded {
+			if s.Version != version {
+				return pipeline.DeployOutcome{}, fmt.Errorf("%s/%s holds version %s: %w", stack, s.Name, s.Version, deployer.ErrUpgradeHeld)
+			}
+			out.Held, out.FromVersion = true, s.OldVersion
+		}
+	}
+	return out, nil
+}
+
+// observe reports whether the ticket's version is held on its stack.
+// Builtin is no pipeline.Observer: its Deploy reports the hold itself.
+func (b *Builtin) observe(ctx context.Context, t pipeline.Ticket) (pipeline.DeployOutcome, error) {
+	return b.held(ctx, b.StackName(t.App), t.Version)
 }
 
 // Finish confirms the held upgrade.
@@ -196,12 +213,20 @@ func (b *Builtin) Health(ctx context.Context, t pipeline.Ticket) (pipeline.Healt
 }
 
 // JenkinsJob deploys by triggering a Jenkins job with VERSION; its outcome
-// arrives later through Deploys.DeployFinished. Held upgrades, finish and
-// rollback are the job's business, so those are no-ops here.
+// arrives later through Deploys.DeployFinished. The job runs
+// `dockmaster up --upgrade` on the same environment and stack, so when
+// Stack is set the held upgrade is observed, finished and rolled back
+// through the built-in deployer, as a built-in deploy is.
 type JenkinsJob struct {
 	Jenkins pipeline.Jenkins
 	Job     string
+	// Stack is the environment's built-in deployer; nil when dockmaster
+	// does not manage the environment's hosts: then nothing is held and
+	// Finish, Rollback and Health are the job's business.
+	Stack *Builtin
 }
+
+var _ pipeline.Observer = (*JenkinsJob)(nil)
 
 // Deploy triggers the job unless a build for this ticket exists already.
 func (j *JenkinsJob) Deploy(ctx context.Context, t pipeline.Ticket) (pipeline.DeployOutcome, error) {
@@ -217,17 +242,36 @@ func (j *JenkinsJob) Deploy(ctx context.Context, t pipeline.Ticket) (pipeline.De
 	return pipeline.DeployOutcome{Pending: true, Links: links}, nil
 }
 
-// Finish is a no-op: the job finished its own deploy.
-func (j *JenkinsJob) Finish(context.Context, pipeline.Ticket) error { return nil }
-
-// Rollback is not offered by a deploy job.
-func (j *JenkinsJob) Rollback(context.Context, pipeline.Ticket) error {
-	return errors.New("rollback of a Jenkins deploy job: run the job with the previous VERSION")
+// Observe reports whether the job left the ticket's version held.
+func (j *JenkinsJob) Observe(ctx context.Context, t pipeline.Ticket) (pipeline.DeployOutcome, error) {
+	if j.Stack == nil {
+		return pipeline.DeployOutcome{}, nil
+	}
+	return j.Stack.observe(ctx, t)
 }
 
-// Health is unknown for a job.
-func (j *JenkinsJob) Health(context.Context, pipeline.Ticket) (pipeline.Health, error) {
-	return pipeline.Health{Healthy: true, Detail: "deployed by Jenkins job " + j.Job}, nil
+// Finish confirms the upgrade the job left held.
+func (j *JenkinsJob) Finish(ctx context.Context, t pipeline.Ticket) error {
+	if j.Stack == nil {
+		return nil // the job finished its own deploy
+	}
+	return j.Stack.Finish(ctx, t)
+}
+
+// Rollback restores the old containers the job's upgrade kept.
+func (j *JenkinsJob) Rollback(ctx context.Context, t pipeline.Ticket) error {
+	if j.Stack == nil {
+		return errors.New("rollback of a Jenkins deploy job: run the job with the previous VERSION")
+	}
+	return j.Stack.Rollback(ctx, t)
+}
+
+// Health probes the new containers of the job's held upgrade.
+func (j *JenkinsJob) Health(ctx context.Context, t pipeline.Ticket) (pipeline.Health, error) {
+	if j.Stack == nil {
+		return pipeline.Health{Healthy: true, Detail: "deployed by Jenkins job " + j.Job}, nil
+	}
+	return j.Stack.Health(ctx, t)
 }
 
 // Targets picks each environment's target: its Jenkins deploy job when the
@@ -248,7 +292,13 @@ func (ts *Targets) Target(env string) (pipeline.Target, error) {
 			if ts.Jenkins == nil {
 				return nil, fmt.Errorf("environment %s deploys with jenkins job %s but no jenkins is configured", env, job)
 			}
-			return &JenkinsJob{Jenkins: ts.Jenkins, Job: job}, nil
+			j := &JenkinsJob{Jenkins: ts.Jenkins, Job: job}
+			// An environment without a deployer (unknown to the fleet) is
+			// deployed by the job alone, as before jobs were observed.
+			if d, err := ts.Deployers(context.Background(), env); err == nil && d != nil {
+				j.Stack = &Builtin{Deployer: d, Apps: ts.Apps, Files: ts.Files, Stacks: ts.Stacks}
+			}
+			return j, nil
 		}
 	}
 	d, err := ts.Deployers(context.Background(), env)
