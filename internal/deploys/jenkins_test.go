@@ -74,7 +74,9 @@ func TestJenkinsJobObservesTheStack(t *testing.T) {
 	stack := &fakeStack{}
 	jk := &fakeJenkins{}
 	ts := &Targets{Jenkins: jk, Stacks: map[string]string{"Billing": "bill"},
-		Jobs:      func(env string) string { return map[string]string{"prod": "deploy-prod", "legacy": "deploy-legacy"}[env] },
+		Jobs: func(env string) string {
+			return map[string]string{"prod": "deploy-prod", "legacy": "deploy-legacy"}[env]
+		},
 		Deployers: func(_ context.Context, env string) (deployer.Target, error) {
 			if env == "legacy" {
 				return nil, errors.New("environment legacy is not known")
