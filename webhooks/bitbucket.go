@@ -83,7 +83,7 @@ type bbcPush struct {
 // then come as ?token= in the hook URL (or X-Dockmaster-Token).
 func (r *Receiver) parseBitbucketCloud(endpoint string, req Request) (*Delivery, error) {
 	const prov = ProviderBitbucketCloud
-	secret, ok := r.secret(prov, endpoint, peekRepo(req.Body))
+	secret, ok := r.secret(prov, endpoint, r.peekRepo(req.Body))
 	switch {
 	case !ok:
 		if err := r.noSecret(prov, "X-Hub-Signature or ?token="); err != nil {

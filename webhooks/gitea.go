@@ -66,7 +66,7 @@ func (r *Receiver) parseGitea(variant, endpoint string, req Request) (*Delivery,
 // hooks that is the decoded payload field, not the raw body (unlike GitHub).
 // Forgejo falls back to X-Gitea-Signature, which it sends too.
 func (r *Receiver) verifyGitea(variant, endpoint, sigH string, req Request, payload []byte) error {
-	secret, ok := r.secret(variant, endpoint, peekRepo(payload))
+	secret, ok := r.secret(variant, endpoint, r.peekRepo(payload))
 	if !ok {
 		return r.noSecret(variant, sigH)
 	}

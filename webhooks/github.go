@@ -53,7 +53,12 @@ type repoPeek struct {
 	} `json:"repository"`
 }
 
-func peekRepo(payload []byte) string {
+// peekRepo reads the repository full name from an unverified body, only
+// to pick a repository-scoped secret.
+func (r *Receiver) peekRepo(payload []byte) string {
+	if !r.opts.RepoScoped {
+		return ""
+	}
 	var p repoPeek
 	if json.Unmarshal(payload, &p) != nil {
 		return ""
@@ -87,7 +92,7 @@ func (r *Receiver) parseGitHub(req Request) (*Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.verifyGitHub(req, peekRepo(payload)); err != nil {
+	if err := r.verifyGitHub(req, r.peekRepo(payload)); err != nil {
 		return nil, err
 	}
 	event, _ := headerValue(req.Header, "X-GitHub-Event")

@@ -38,7 +38,9 @@ func (r *Receiver) parseGitLab(req Request) (*Delivery, error) {
 			PathWithNamespace string `json:"path_with_namespace"`
 		} `json:"project"`
 	}
-	_ = json.Unmarshal(req.Body, &peek) // only picks the secret; decoded fully below
+	if r.opts.RepoScoped {
+		_ = json.Unmarshal(req.Body, &peek) // only picks the secret; decoded fully below
+	}
 	secret, ok := r.secret(prov, "", peek.Project.PathWithNamespace)
 	if !ok {
 		if err := r.noSecret(prov, tokH); err != nil {

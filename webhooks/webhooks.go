@@ -80,6 +80,11 @@ type Options struct {
 	// AllowSHA1 accepts GitHub's legacy X-Hub-Signature (HMAC-SHA1) when
 	// X-Hub-Signature-256 is absent.
 	AllowSHA1 bool
+	// RepoScoped says some secrets are per repository, so the body is
+	// peeked at for the repository name before verifying. Without it the
+	// peek (as costly as the full decode) is skipped and Secrets is asked
+	// with an empty repository only.
+	RepoScoped bool
 }
 
 // Request is what Parse needs of an HTTP request.

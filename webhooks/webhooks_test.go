@@ -3,6 +3,9 @@ package webhooks
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -166,7 +169,7 @@ func TestSharedFixtures(t *testing.T) {
 				eq(t, "after", onlyPush(t, d, KindPush).After, "199eddf46df50de8d02e99bf1c5fdb4101338224")
 			}},
 		{name: "github ping", file: "github/ping.json", endpoint: "github",
-			opts: Options{Secrets: secrets(map[string]string{"github|lanwen/test": "123"})},
+			opts: Options{Secrets: secrets(map[string]string{"github|lanwen/test": "123"}), RepoScoped: true},
 			check: func(t *testing.T, d *Delivery) {
 				eq(t, "kind", d.Event.Kind, KindPing)
 				eq(t, "actionable", d.Event.Actionable(), false)
@@ -215,7 +218,7 @@ func TestSharedFixtures(t *testing.T) {
 				eq(t, "head time", p.HeadCommit.Timestamp.Equal(mustTime(t, "2012-01-03T23:36:29+02:00")), true)
 			}},
 		{name: "gitlab tag", file: "gitlab/tag-push.json", endpoint: "gitlab",
-			opts: Options{Secrets: secrets(map[string]string{"gitlab|jsmith/example": "sampleToken!"})},
+			opts: Options{Secrets: secrets(map[string]string{"gitlab|jsmith/example": "sampleToken!"}), RepoScoped: true},
 			check: func(t *testing.T, d *Delivery) {
 				p := onlyPush(t, d, KindTag)
 				eq(t, "event", d.EventName, "tag_push")
@@ -239,7 +242,7 @@ func TestSharedFixtures(t *testing.T) {
 				eq(t, "count", p.CommitCount, 1)
 			}},
 		{name: "bitbucket cloud push", file: "bitbucket-cloud/repo-push.json", endpoint: "bitbucket",
-			opts: Options{Secrets: secrets(map[string]string{"bitbucket|team_name/repo_name": "bbt"})},
+			opts: Options{Secrets: secrets(map[string]string{"bitbucket|team_name/repo_name": "bbt"}), RepoScoped: true},
 			edit: func(r *Request) { r.Query = url.Values{"token": {"bbt"}} },
 			check: func(t *testing.T, d *Delivery) {
 				p := onlyPush(t, d, KindPush)
@@ -331,7 +334,7 @@ func TestOwnFixtures(t *testing.T) {
 	dir := "testdata"
 	runFixtures(t, dir, []fixtureCase{
 		{name: "github form-encoded forced push, repo secret", file: "github/push-forced.form", endpoint: "github",
-			opts: Options{Secrets: secrets(map[string]string{"github|acme/shop": "gh-secret", "github": "not-this-one"})},
+			opts: Options{Secrets: secrets(map[string]string{"github|acme/shop": "gh-secret", "github": "not-this-one"}), RepoScoped: true},
 			check: func(t *testing.T, d *Delivery) {
 				p := onlyPush(t, d, KindPush)
 				eq(t, "id", d.ID, "5e1b3a00-d7f1-11ee-8a7e-000000000001")
@@ -415,7 +418,7 @@ func TestOwnFixtures(t *testing.T) {
 				eq(t, "pushes", len(d.Event.Pushes()), 2)
 			}},
 		{name: "generic build", file: "generic/build.json", endpoint: "generic",
-			opts: Options{Secrets: secrets(map[string]string{"generic|team/shop/main": "ci-token"})},
+			opts: Options{Secrets: secrets(map[string]string{"generic|team/shop/main": "ci-token"}), RepoScoped: true},
 			check: func(t *testing.T, d *Delivery) {
 				b := d.Event.Build
 				eq(t, "kind", d.Event.Kind, KindBuild)
@@ -430,7 +433,7 @@ func TestOwnFixtures(t *testing.T) {
 				}
 			}},
 		{name: "jenkins legacy FINISHED in folders, Basic auth", file: "jenkins/finished-legacy-folder.json", endpoint: "jenkins",
-			opts: Options{Secrets: secrets(map[string]string{"jenkins|platform/backend/api": "jk-token"})},
+			opts: Options{Secrets: secrets(map[string]string{"jenkins|platform/backend/api": "jk-token"}), RepoScoped: true},
 			check: func(t *testing.T, d *Delivery) {
 				b := d.Event.Build
 				eq(t, "job", b.Job, "platform/backend/api")
@@ -587,6 +590,7 @@ func TestSignatures(t *testing.T) {
 		if p.name == "gitlab" {
 			cases = append(cases, sigCase{name: "repo-scoped secret wins", opts: func(o *Options) {
 				o.Secrets = secrets(map[string]string{"gitlab|platform/example": "gl-token", "gitlab": "other"})
+				o.RepoScoped = true
 			}})
 		}
 		if p.name == "generic" {
@@ -854,4 +858,25 @@ func TestRedactHeaders(t *testing.T) {
 	eq(t, "original untouched", h.Get("Authorization"), "Bearer abc")
 	out["X-Github-Event"][0] = "changed"
 	eq(t, "deep copy", h.Get("X-Github-Event"), "push")
+}
+
+// Without RepoScoped the body is not peeked at: a repository-scoped secret
+// is not consulted, and the provider's secret verifies.
+func TestRepoSecretsNeedRepoScoped(t *testing.T) {
+	body := []byte(`{"ref":"refs/heads/main","before":"` + ZeroSHA + `","after":"1111111111111111111111111111111111111111","repository":{"full_name":"acme/shop","clone_url":"https://x/acme/shop.git"},"pusher":{"name":"a"}}`)
+	sign := func(secret string) http.Header {
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		return http.Header{"X-Github-Event": {"push"}, "X-Github-Delivery": {"d1"}, "X-Hub-Signature-256": {"sha256=" + hex.EncodeToString(mac.Sum(nil))}}
+	}
+	lookup := secrets(map[string]string{"github|acme/shop": "repo-secret", "github": "provider-secret"})
+	if _, err := New(Options{Secrets: lookup}).Parse("github", Request{Header: sign("provider-secret"), Body: body}); err != nil {
+		t.Fatalf("provider secret without RepoScoped: %v", err)
+	}
+	if _, err := New(Options{Secrets: lookup}).Parse("github", Request{Header: sign("repo-secret"), Body: body}); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("repo secret without RepoScoped: want unauthorized, got %v", err)
+	}
+	if _, err := New(Options{Secrets: lookup, RepoScoped: true}).Parse("github", Request{Header: sign("repo-secret"), Body: body}); err != nil {
+		t.Fatalf("repo secret with RepoScoped: %v", err)
+	}
 }

@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	goLoop(func(ctx context.Context) { committer.Run(ctx); hookWriter.Close() })
 	srv.Metrics.MustRegister(committer.Collectors()...)
 	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: hookSecrets,
-		AllowUnsigned: cfg.Webhooks.AllowUnsigned, AllowSHA1: cfg.Webhooks.AllowSHA1}),
+		AllowUnsigned: cfg.Webhooks.AllowUnsigned, AllowSHA1: cfg.Webhooks.AllowSHA1, RepoScoped: len(cfg.Webhooks.RepoSecrets) > 0}),
 		Ingest: committer, MaxBodyBytes: cfg.Webhooks.MaxBodyBytes, Log: log}).Register(srv.Engine)
 	(&server.DeliveryAPI{Store: db, OnReplay: engine.Wake}).Register(api)
 	// end webhooks ingestion
