@@ -378,7 +378,12 @@ func TestBearerKeyAndEnvKeyScope(t *testing.T) {
 	if w := s.do(http.MethodGet, "/api/v1/environments/staging", nil, bearer); w.Code != http.StatusForbidden {
 		t.Fatalf("staging with a prod key: %d, want 403", w.Code)
 	}
-	wrong := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+k.AccessKey+":x"+k.Secret[1:]) }
+	// Flip the first character so the secret always differs.
+	flipped := "x"
+	if k.Secret[0] == 'x' {
+		flipped = "y"
+	}
+	wrong := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+k.AccessKey+":"+flipped+k.Secret[1:]) }
 	if w := s.do(http.MethodGet, "/api/v1/environments/prod", nil, wrong); w.Code != http.StatusUnauthorized {
 		t.Fatalf("wrong secret: %d, want 401", w.Code)
 	}
