@@ -42,7 +42,7 @@ type benchRig struct {
 // newBenchRig starts n harness hosts (a host's stack network holds 13
 // containers, so scale 10 with start_first needs two) and a deployer on
 // them.
-func newBenchRig(b *testing.B, n int) *benchRig {
+func newBenchRig(b testing.TB, n int) *benchRig {
 	b.Helper()
 	r := &benchRig{}
 	var dh []deployer.Host
@@ -81,7 +81,7 @@ func (r *benchRig) clients() []*client.Client {
 	return out
 }
 
-func (r *benchRig) removeAll(b *testing.B) {
+func (r *benchRig) removeAll(b testing.TB) {
 	for _, h := range r.hosts {
 		removeOwnedTB(b, h.Client)
 	}

@@ -168,7 +168,8 @@ type DeployOptions struct {
 	// Compose, Rancher and Variables are recorded in the revision.
 	Compose, Rancher string
 	Variables        map[string]string
-	// Progress, when set, receives events synchronously.
+	// Progress, when set, receives events synchronously and one at a time,
+	// though an operation may emit them from several goroutines.
 	Progress func(Event)
 	// FinishHeld makes Upgrade confirm a held upgrade first instead of
 	// failing with ErrUpgradeHeld.
@@ -182,6 +183,22 @@ func (o DeployOptions) emit(e Event) {
 	if o.Progress != nil {
 		o.Progress(e)
 	}
+}
+
+// serialized returns o with Progress behind a mutex, for operations that
+// emit from several goroutines: callers see one event at a time.
+func (o DeployOptions) serialized() DeployOptions {
+	if o.Progress == nil {
+		return o
+	}
+	var mu sync.Mutex
+	p := o.Progress
+	o.Progress = func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		p(e)
+	}
+	return o
 }
 
 func versionOf(o DeployOptions, s ServiceSpec) string {
@@ -248,7 +265,14 @@ func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) erro
 			planRecs[i] = &recs[i]
 		}
 	}
-	if err := d.checkPlan(ctx, spec, planRecs); err != nil {
+	// One plan for the whole stack: each service's placement sees the
+	// containers planned for the services before it, so the services can
+	// then be created concurrently without racing for ports or capacity.
+	plan, snaps, err := d.planStack(ctx, spec, planRecs)
+	if err == nil {
+		err = plan.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("up %s: %w", spec.Name, err)
 	}
 	rev, err := d.addRevision(ctx, spec, o)
@@ -269,12 +293,60 @@ func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) erro
 			}
 		}
 	}
-	for _, rec := range recs {
-		if err := d.converge(ctx, rec, rec.Spec, scaleOf(rec.Spec), "", true, o); err != nil {
-			return fmt.Errorf("up %s/%s: %w", spec.Name, rec.Service, err)
+	// Services have no start order (the model has no depends_on), so they
+	// converge concurrently; a failing one does not stop the others. The
+	// stack network comes first: dockerd 20.10 makes two networks of one
+	// name when two creates race.
+	if err := d.ensureNetworks(ctx, spec, plan); err != nil {
+		return fmt.Errorf("up %s: %w", spec.Name, err)
+	}
+	o = o.serialized()
+	errs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if sp := plan.Services[i]; sp.Change == "upgrade" {
+				// Not reachable (Up refuses changed services); converge
+				// afresh rather than execute a plan made for another
+				// deployment.
+				err = d.converge(ctx, rec, rec.Spec, scaleOf(rec.Spec), "", true, o)
+			} else {
+				err = d.execute(ctx, rec, rec.Spec, snaps, sp.Actions, true, o)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("up %s/%s: %w", spec.Name, rec.Service, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ensureNetworks creates the stack network on every host where plan
+// creates a container of a service that uses it.
+func (d *Deployer) ensureNetworks(ctx context.Context, spec StackSpec, plan StackPlan) error {
+	need := map[string]bool{}
+	for i, sp := range plan.Services {
+		if spec.Services[i].NetworkMode != "" {
+			continue
+		}
+		for _, a := range sp.Actions {
+			if a.Kind == ActCreate {
+				need[a.Host] = true
+			}
 		}
 	}
-	return nil
+	var hosts []string
+	for h := range need {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	return forEach(len(hosts), func(i int) string { return hosts[i] }, func(i int) error {
+		return d.hosts[hosts[i]].Engine.EnsureNetwork(ctx, NetworkName(d.opts.Env, spec.Name), ownerLabels(d.opts.Env, spec.Name, ""))
+	})
 }
 
 // snapshot lists the stack's containers on every host. Any unreachable host
@@ -347,92 +419,223 @@ func (d *Deployer) convergeView(ctx context.Context, rec ServiceRecord, spec Ser
 	if err != nil {
 		return err
 	}
+	return d.convergeFrom(ctx, snaps, rec, spec, scale, keep, wait, o, v)
+}
+
+// convergeFrom is convergeView planning from snaps, a snapshot the caller
+// just took (the stack is locked, so only this operation changes it).
+func (d *Deployer) convergeFrom(ctx context.Context, snaps []HostSnapshot, rec ServiceRecord, spec ServiceSpec, scale int, keep string, wait bool, o DeployOptions, v view) error {
 	plan, err := reconcile(desired{Stack: rec.Stack, Spec: spec, Deployment: rec.Deployment, Hash: ConfigHash(spec),
 		Scale: scale, Keep: keep}, snaps, inventoryPlacer{ctx: ctx, d: d, v: v})
 	if err != nil {
 		return err
 	}
-	var removes []Action
-	for _, a := range plan.Actions {
-		switch a.Kind {
-		case ActRemove:
-			removes = append(removes, a)
-		case ActStart:
-			if err := d.hosts[a.Host].Engine.Start(ctx, a.ID); err != nil {
-				return err
-			}
-			o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "start", Message: a.Reason})
-		case ActCreate:
-			if err := d.create(ctx, rec, spec, a); err != nil {
-				return err
-			}
-			o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "create"})
+	return d.execute(ctx, rec, spec, snaps, plan.Actions, wait, o)
+}
+
+// hostParallelism bounds the Docker calls one operation makes at once on
+// one host.
+const hostParallelism = 8
+
+// forEach runs f(0..n-1) concurrently, at most hostParallelism at once per
+// host (hostOf(i)), and returns the first error in index order.
+func forEach(n int, hostOf func(int) string, f func(int) error) error {
+	errs := make([]error, n)
+	slots := map[string]chan struct{}{}
+	for i := range n {
+		if slots[hostOf(i)] == nil {
+			slots[hostOf(i)] = make(chan struct{}, hostParallelism)
 		}
 	}
-	if wait {
-		if err := d.waitService(ctx, rec, spec, o, v); err != nil {
-			return err
-		}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slot := slots[hostOf(i)]
+			slot <- struct{}{}
+			defer func() { <-slot }()
+			errs[i] = f(i)
+		}()
 	}
-	for _, a := range removes {
-		if err := d.hosts[a.Host].Engine.Remove(ctx, a.ID); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
-		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "remove", Message: a.Reason})
 	}
 	return nil
 }
 
-// create makes and starts the container of action a, reusing one with the
-// same name, deployment and index left by an interrupted run.
-func (d *Deployer) create(ctx context.Context, rec ServiceRecord, spec ServiceSpec, a Action) error {
-	h := d.hosts[a.Host]
-	network := NetworkName(d.opts.Env, rec.Stack)
-	existing, err := h.Engine.Inspect(ctx, a.Name)
-	switch {
-	case err == nil:
-		if !ownedBy(existing.Labels, d.opts.Env, rec.Stack, rec.Service) || existing.Deployment() != rec.Deployment ||
-			existing.Index() != a.Index || existing.Labels[LabelConfigHash] != ConfigHash(spec) {
-			return fmt.Errorf("host %s: create %s: %w (id %.12s)", a.Host, a.Name, ErrForeignContainer, existing.ID)
+// execute carries out actions, a plan made from snaps for rec's current
+// deployment: starts and creates run concurrently (each container's own
+// calls in order); when wait is set, every live container of the
+// deployment must then be healthy; removals come last, so a service is
+// never emptied before its replacements are up.
+func (d *Deployer) execute(ctx context.Context, rec ServiceRecord, spec ServiceSpec, snaps []HostSnapshot, actions []Action, wait bool, o DeployOptions) error {
+	o = o.serialized()
+	var runs, removes []Action
+	createHosts := map[string]bool{}
+	for _, a := range actions {
+		switch a.Kind {
+		case ActRemove:
+			removes = append(removes, a)
+		case ActCreate:
+			createHosts[a.Host] = true
+			runs = append(runs, a)
+		case ActStart:
+			runs = append(runs, a)
 		}
-		if existing.Running {
-			return nil
-		}
-		return h.Engine.Start(ctx, existing.ID)
-	case !errors.Is(err, ErrNoSuchContainer):
+	}
+	// Network and image once per host, not once per container.
+	var hosts []string
+	for h := range createHosts {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	if err := forEach(len(hosts), func(i int) string { return hosts[i] }, func(i int) error {
+		return d.prepare(ctx, hosts[i], rec, spec)
+	}); err != nil {
 		return err
 	}
-	if spec.NetworkMode == "" {
-		if err := h.Engine.EnsureNetwork(ctx, network, ownerLabels(d.opts.Env, rec.Stack, "")); err != nil {
+	ids := make([]string, len(runs))
+	err := forEach(len(runs), func(i int) string { return runs[i].Host }, func(i int) error {
+		a := runs[i]
+		if a.Kind == ActStart {
+			if err := d.hosts[a.Host].Engine.Start(ctx, a.ID); err != nil {
+				return err
+			}
+			ids[i] = a.ID
+			o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "start", Message: a.Reason})
+			return nil
+		}
+		id, err := d.createContainer(ctx, rec, spec, a)
+		if err != nil {
+			return err
+		}
+		ids[i] = id
+		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "create"})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if wait {
+		if err := d.waitContainers(ctx, rec, spec, o, waitTargets(snaps, rec, runs, ids, removes)); err != nil {
 			return err
 		}
 	}
-	// discovery: the container runs spec plus the resolver and, for an
-	// lb_config service, `dockmaster lb` (lb.go); the labels keep spec's hash.
-	run := d.opts.Discovery.runSpec(d.opts.Env, rec.Stack, a.Host, spec)
+	return forEach(len(removes), func(i int) string { return removes[i].Host }, func(i int) error {
+		a := removes[i]
+		if err := d.hosts[a.Host].Engine.Remove(ctx, a.ID); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+			return err
+		}
+		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: a.Host, Container: a.Name, Step: "remove", Message: a.Reason})
+		return nil
+	})
+}
+
+// waitTargets are the containers execute waits for: those of rec's
+// deployment in snaps that are live or were just started, minus the ones
+// about to be removed, plus the ones just created (ids[i] for runs[i]).
+func waitTargets(snaps []HostSnapshot, rec ServiceRecord, runs []Action, ids []string, removes []Action) []Container {
+	gone, started := map[string]bool{}, map[string]bool{}
+	for _, a := range removes {
+		gone[a.ID] = true
+	}
+	for _, a := range runs {
+		if a.Kind == ActStart {
+			started[a.ID] = true
+		}
+	}
+	seen := map[string]bool{}
+	var out []Container
+	for _, c := range serviceContainers(snaps, rec.Service) {
+		if c.Deployment() != rec.Deployment || gone[c.ID] || (!started[c.ID] && (c.State == "exited" || c.State == "dead")) {
+			continue
+		}
+		seen[c.ID] = true
+		out = append(out, c)
+	}
+	for i, a := range runs {
+		if a.Kind == ActCreate && !seen[ids[i]] {
+			seen[ids[i]] = true
+			out = append(out, Container{ID: ids[i], Name: a.Name, Host: a.Host})
+		}
+	}
+	return out
+}
+
+// create makes and starts the container of action a (see createContainer).
+func (d *Deployer) create(ctx context.Context, rec ServiceRecord, spec ServiceSpec, a Action) error {
+	if err := d.prepare(ctx, a.Host, rec, spec); err != nil {
+		return err
+	}
+	_, err := d.createContainer(ctx, rec, spec, a)
+	return err
+}
+
+// prepare makes sure host has the stack network and spec's image.
+func (d *Deployer) prepare(ctx context.Context, host string, rec ServiceRecord, spec ServiceSpec) error {
+	h := d.hosts[host]
+	if spec.NetworkMode == "" {
+		if err := h.Engine.EnsureNetwork(ctx, NetworkName(d.opts.Env, rec.Stack), ownerLabels(d.opts.Env, rec.Stack, "")); err != nil {
+			return err
+		}
+	}
+	// discovery: an lb_config service runs the dockmaster image (lb.go).
+	run := d.opts.Discovery.runSpec(d.opts.Env, rec.Stack, host, spec)
 	var auth *registry.AuthConfig
 	if d.opts.Auth != nil {
 		if ac, ok := d.opts.Auth(run.Image); ok {
 			auth = &ac
 		}
 	}
-	if err := h.Engine.EnsureImage(ctx, run.Image, run.PullAlways, auth); err != nil {
-		return err
-	}
+	return h.Engine.EnsureImage(ctx, run.Image, run.PullAlways, auth)
+}
+
+// createContainer creates and starts the container of action a on a
+// prepared host and returns its id. A container already holding the name
+// (left by an interrupted run) is reused when it is this deployment's
+// container for that index with this config, and refused otherwise: the
+// create itself is the look-up, which saves an inspect per container.
+func (d *Deployer) createContainer(ctx context.Context, rec ServiceRecord, spec ServiceSpec, a Action) (string, error) {
+	h := d.hosts[a.Host]
 	labels := ownerLabels(d.opts.Env, rec.Stack, rec.Service)
 	labels[LabelVersion] = rec.Version
 	labels[LabelDeployment] = rec.Deployment
 	labels[LabelConfigHash] = ConfigHash(spec)
 	labels[LabelIndex] = itoa(a.Index)
-	id, err := h.Engine.Create(ctx, CreateRequest{Name: a.Name, Spec: run, Labels: labels, Network: network})
-	if errors.Is(err, ErrNameInUse) {
-		// Lost a race with another creator of the same name: look again.
-		return d.create(ctx, rec, spec, a)
+	// discovery: the container runs spec plus the resolver and, for an
+	// lb_config service, `dockmaster lb` (lb.go); the labels keep spec's hash.
+	run := d.opts.Discovery.runSpec(d.opts.Env, rec.Stack, a.Host, spec)
+	req := CreateRequest{Name: a.Name, Spec: run, Labels: labels, Network: NetworkName(d.opts.Env, rec.Stack)}
+	// Two tries: the name's holder may vanish between the create that
+	// collided and the inspect.
+	for try := 0; ; try++ {
+		id, err := h.Engine.Create(ctx, req)
+		if err == nil {
+			return id, h.Engine.Start(ctx, id)
+		}
+		if !errors.Is(err, ErrNameInUse) || try == 2 {
+			return "", err
+		}
+		existing, err := h.Engine.Inspect(ctx, a.Name)
+		if errors.Is(err, ErrNoSuchContainer) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if !ownedBy(existing.Labels, d.opts.Env, rec.Stack, rec.Service) || existing.Deployment() != rec.Deployment ||
+			existing.Index() != a.Index || existing.Labels[LabelConfigHash] != ConfigHash(spec) {
+			return "", fmt.Errorf("host %s: create %s: %w (id %.12s)", a.Host, a.Name, ErrForeignContainer, existing.ID)
+		}
+		if existing.Running {
+			return existing.ID, nil
+		}
+		return existing.ID, h.Engine.Start(ctx, existing.ID)
 	}
-	if err != nil {
-		return err
-	}
-	return h.Engine.Start(ctx, id)
 }
 
 // waitService waits until every live container of rec's current
@@ -448,6 +651,13 @@ func (d *Deployer) waitService(ctx context.Context, rec ServiceRecord, spec Serv
 			cs = append(cs, c)
 		}
 	}
+	return d.waitContainers(ctx, rec, spec, o, cs)
+}
+
+// waitContainers waits until every container of cs (ID, Name and Host
+// set) is healthy, reporting per-host progress. The first failure cancels
+// the other waits.
+func (d *Deployer) waitContainers(ctx context.Context, rec ServiceRecord, spec ServiceSpec, o DeployOptions, cs []Container) error {
 	var (
 		mu               sync.Mutex
 		started, healthy = map[string]int{}, map[string]int{}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -93,20 +94,37 @@ func (e *DockerEngine) List(ctx context.Context, labels map[string]string) ([]Co
 	if err != nil {
 		return nil, e.wrap("list", "containers", err)
 	}
+	// Inspect for exit code, OOM, start time and resources, which the
+	// summary lacks; concurrently, since a listing is on the path of every
+	// operation and a host may hold many containers.
+	got := make([]Container, len(list))
+	errs := make([]error, len(list))
+	slots := make(chan struct{}, listParallelism)
+	var wg sync.WaitGroup
+	for i, s := range list {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			got[i], errs[i] = e.inspect(ctx, s.ID)
+		}()
+	}
+	wg.Wait()
 	out := make([]Container, 0, len(list))
-	for _, s := range list {
-		// Inspect for exit code, OOM and start time, which the summary lacks.
-		c, err := e.inspect(ctx, s.ID)
+	for i, err := range errs {
 		if err != nil {
 			if cerrdefs.IsNotFound(err) {
 				continue // removed between list and inspect
 			}
-			return nil, e.wrap("inspect", s.ID, err)
+			return nil, e.wrap("inspect", list[i].ID, err)
 		}
-		out = append(out, c)
+		out = append(out, got[i])
 	}
 	return out, nil
 }
+
+// listParallelism bounds the inspects List runs at once.
+const listParallelism = 8
 
 // Inspect implements Engine.
 func (e *DockerEngine) Inspect(ctx context.Context, idOrName string) (Container, error) {

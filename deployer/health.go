@@ -117,6 +117,10 @@ func probeAddr(h *Host, c Container, network string, port uint16) (string, error
 	return "", fmt.Errorf("port %d is neither reachable by container IP nor published", port)
 }
 
+// firstProbeInterval is the first pause between failing health probes of
+// a starting container (see waitHealthy).
+const firstProbeInterval = 100 * time.Millisecond
+
 // waitHealthy waits until container id on h passes its health check: with
 // no HealthCheck, running and still running (same start) after
 // RunningGrace; otherwise HealthyThreshold consecutive successful probes
@@ -147,10 +151,17 @@ func (d *Deployer) waitHealthy(ctx context.Context, h *Host, id string, spec Ser
 	deadline := time.Now().Add(hc.InitializingTimeout)
 	ok := 0
 	var last error
-	for {
-		c, err = h.Engine.Inspect(ctx, id)
-		if err != nil {
-			return err
+	// Until a probe passes, poll from firstProbeInterval doubling up to the
+	// interval: most containers answer well within one interval, and a
+	// whole interval of idle waiting per batch is what an upgrade would
+	// otherwise spend. After a pass, probes keep the interval, so the
+	// healthy threshold still spans that many intervals.
+	backoff := min(firstProbeInterval, hc.Interval)
+	for first := true; ; first = false {
+		if !first {
+			if c, err = h.Engine.Inspect(ctx, id); err != nil {
+				return err
+			}
 		}
 		if !c.Running {
 			return fail("stopped: " + exitReason(c))
@@ -173,7 +184,11 @@ func (d *Deployer) waitHealthy(ctx context.Context, h *Host, id string, spec Ser
 		if time.Now().After(deadline) {
 			return fail(fmt.Sprintf("not healthy within %s: %v", hc.InitializingTimeout, last))
 		}
-		if err := sleep(ctx, hc.Interval); err != nil {
+		next := hc.Interval
+		if ok == 0 {
+			next, backoff = backoff, min(backoff*2, hc.Interval)
+		}
+		if err := sleep(ctx, next); err != nil {
 			return err
 		}
 	}

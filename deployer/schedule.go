@@ -336,14 +336,21 @@ func (d *Deployer) Plan(ctx context.Context, spec StackSpec) (StackPlan, error) 
 }
 
 func (d *Deployer) plan(ctx context.Context, spec StackSpec, recs []*ServiceRecord) (StackPlan, error) {
+	p, _, err := d.planStack(ctx, spec, recs)
+	return p, err
+}
+
+// planStack is plan, also returning the snapshot of the stack it planned
+// from (for executing the plan).
+func (d *Deployer) planStack(ctx context.Context, spec StackSpec, recs []*ServiceRecord) (StackPlan, []HostSnapshot, error) {
 	out := StackPlan{Stack: spec.Name}
 	snaps, err := d.snapshot(ctx, spec.Name)
 	if err != nil {
-		return out, err
+		return out, nil, err
 	}
 	hosts, err := d.enrich(ctx, snaps, spec.Name, view{})
 	if err != nil {
-		return out, err
+		return out, nil, err
 	}
 	for i, s := range spec.Services {
 		rec := recs[i]
@@ -374,7 +381,7 @@ func (d *Deployer) plan(ctx context.Context, spec StackSpec, recs []*ServiceReco
 			hosts = stopDeployment(hosts, s.Name, replaced)
 		}
 	}
-	return out, nil
+	return out, snaps, nil
 }
 
 // stopDeployment returns hosts with service's containers of deployment

@@ -157,7 +157,7 @@ func (d *Deployer) rollout(ctx context.Context, rec ServiceRecord, o DeployOptio
 		if liveNew >= scale && len(oldRunning) == 0 {
 			// Converge once more: makes sure every new container is healthy
 			// and removes leftovers of abandoned deployments.
-			if err := d.converge(ctx, rec, rec.Spec, scale, rec.OldDeployment, true, o); err != nil {
+			if err := d.convergeFrom(ctx, snaps, rec, rec.Spec, scale, rec.OldDeployment, true, o, view{}); err != nil {
 				return err
 			}
 			break
@@ -170,8 +170,10 @@ func (d *Deployer) rollout(ctx context.Context, rec ServiceRecord, o DeployOptio
 		target := min(scale, liveNew+batch)
 		// Highest index stops first.
 		stop := oldRunning[max(len(oldRunning)-batch, 0):]
+		// The batch is planned from this iteration's snapshot: the stack
+		// is locked, so nothing but this loop changed it since.
 		if rec.Spec.Upgrade.StartFirst {
-			if err := d.converge(ctx, rec, rec.Spec, target, rec.OldDeployment, true, o); err != nil {
+			if err := d.convergeFrom(ctx, snaps, rec, rec.Spec, target, rec.OldDeployment, true, o, view{}); err != nil {
 				return err
 			}
 			if err := d.stopAll(ctx, rec, stop, o); err != nil {
@@ -181,7 +183,8 @@ func (d *Deployer) rollout(ctx context.Context, rec ServiceRecord, o DeployOptio
 			if err := d.stopAll(ctx, rec, stop, o); err != nil {
 				return err
 			}
-			if err := d.converge(ctx, rec, rec.Spec, target, rec.OldDeployment, true, o); err != nil {
+			// Stopped, they free their ports and resources for placement.
+			if err := d.convergeFrom(ctx, markStopped(snaps, stop), rec, rec.Spec, target, rec.OldDeployment, true, o, view{}); err != nil {
 				return err
 			}
 		}
@@ -194,14 +197,38 @@ func (d *Deployer) rollout(ctx context.Context, rec ServiceRecord, o DeployOptio
 	return nil
 }
 
+// stopAll stops cs (one batch) concurrently: each gets the whole grace,
+// so the batch takes as long as its slowest container.
 func (d *Deployer) stopAll(ctx context.Context, rec ServiceRecord, cs []Container, o DeployOptions) error {
-	for _, c := range cs {
+	o = o.serialized()
+	return forEach(len(cs), func(i int) string { return cs[i].Host }, func(i int) error {
+		c := cs[i]
 		if err := d.hosts[c.Host].Engine.Stop(ctx, c.ID, d.opts.StopGrace); err != nil && !errors.Is(err, ErrNoSuchContainer) {
 			return err
 		}
 		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: c.Host, Container: c.Name, Step: "stop"})
+		return nil
+	})
+}
+
+// markStopped returns snaps with the containers of cs shown exited.
+func markStopped(snaps []HostSnapshot, cs []Container) []HostSnapshot {
+	ids := map[string]bool{}
+	for _, c := range cs {
+		ids[c.ID] = true
 	}
-	return nil
+	out := make([]HostSnapshot, len(snaps))
+	for i, h := range snaps {
+		out[i] = h
+		out[i].Containers = make([]Container, len(h.Containers))
+		for j, c := range h.Containers {
+			if ids[c.ID] {
+				c.Running, c.State = false, "exited"
+			}
+			out[i].Containers[j] = c
+		}
+	}
+	return out
 }
 
 // Finish confirms the stack's held upgrades: the old containers are
@@ -248,14 +275,22 @@ func (d *Deployer) finishService(ctx context.Context, rec ServiceRecord, o Deplo
 	if err != nil {
 		return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
 	}
+	var old []Container
 	for _, c := range serviceContainers(snaps, rec.Service) {
-		if c.Deployment() == rec.Deployment {
-			continue
+		if c.Deployment() != rec.Deployment {
+			old = append(old, c)
 		}
+	}
+	o = o.serialized()
+	if err := forEach(len(old), func(i int) string { return old[i].Host }, func(i int) error {
+		c := old[i]
 		if err := d.hosts[c.Host].Engine.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrNoSuchContainer) {
-			return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
+			return err
 		}
 		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Host: c.Host, Container: c.Name, Step: "remove"})
+		return nil
+	}); err != nil {
+		return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
 	}
 	rec.State, rec.Failed = StateActive, ""
 	rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision = nil, "", "", 0
