@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockmaster/dockmaster/internal/testenv"
 	jenkinsscripts "github.com/dockmaster/dockmaster/scripts/jenkins"
@@ -139,6 +141,78 @@ func TestJenkinsDeployScript(t *testing.T) {
 	out, _, code = s.runCLI(t, empty, env, "/bin/sh", script)
 	if code != 1 || strings.TrimSpace(out) != "No rancher-compose.yml found. Can't continue!" {
 		t.Errorf("no rancher-compose file: exit %d %q", code, out)
+	}
+}
+
+// TestJenkinsDeployJobHeld: a ticket deployed by a Jenkins deploy job is
+// held like a built-in deploy. The job's deploy.sh upgrades the stack,
+// waits until dockmaster holds the ticket and prints the approval links;
+// the links show the page without acting, and the page's form, posted by
+// an owner, finishes the upgrade. A first version holds nothing: done.
+func TestJenkinsDeployJobHeld(t *testing.T) {
+	j := startJenkinsDeploy(t, "1.0.0", "1.0.1")
+	key, finish, rollback := j.held(t, "1.0.0", "1.0.1")
+
+	tk := j.waitTicket(t, key, "awaiting-confirmation", 10*time.Second)
+	if tk.Hold == nil || tk.Hold.FromVersion != "1.0.0" || tk.Hold.ToVersion != "1.0.1" || tk.Hold.State != "open" {
+		t.Fatalf("%s hold %+v", key, tk.Hold)
+	}
+	if tk.HoldLinks == nil || tk.HoldLinks.FinishURL != finish || tk.HoldLinks.RollbackURL != rollback || finish == rollback {
+		t.Fatalf("printed links %q %q, ticket's %+v", finish, rollback, tk.HoldLinks)
+	}
+	st := stackOf(t, j.admin)
+	if st.State != "upgraded" || st.Services[0].Version != "1.0.1" || st.Services[0].OldVersion != "1.0.0" {
+		t.Fatalf("stack after the job: %+v", st)
+	}
+	// Only approvers get the links (they act where link-only is allowed).
+	if st := j.admin.Do("POST", "/api/v1/users", map[string]any{"name": "rita", "password": "rita-pw-0123456789"}, nil); st != http.StatusCreated {
+		t.Fatalf("create rita: %d", st)
+	}
+	if st := j.admin.Do("PUT", "/api/v1/environments/prod/members/rita", map[string]string{"role": "read-only"}, nil); st != http.StatusOK {
+		t.Fatalf("member rita: %d", st)
+	}
+	var seen jdTicket
+	if st := j.srv.Login("rita", "rita-pw-0123456789").Do("GET", "/api/v1/tickets/"+key, nil, &seen); st != http.StatusOK || seen.HoldLinks != nil || seen.Hold == nil {
+		t.Errorf("read-only GET %s: %d, links %+v", key, st, seen.HoldLinks)
+	}
+
+	// The printed link answers with the approval page; GET never acts.
+	for _, link := range []string{finish, rollback} {
+		code, page := anon(t, "GET", j.local(t, link), nil)
+		if code != http.StatusOK || !strings.Contains(page, "1.0.0 → 1.0.1") || !strings.Contains(page, `<td id="app">web</td>`) {
+			t.Fatalf("GET %s: %d\n%s", link, code, page)
+		}
+	}
+	if tk := j.ticket(t, key); tk.State != "awaiting-confirmation" {
+		t.Fatalf("after the GETs %s is %s", key, tk.State)
+	}
+	if got := containersOf(t, j.host); len(got["1.0.0"]) != 2 || len(got["1.0.1"]) != 2 {
+		t.Fatalf("after the GETs: containers by version %v, want 2 old and 2 new", versionCounts(got))
+	}
+
+	// An owner posts the page's form: the upgrade finishes through the
+	// built-in deployer.
+	owner := signIn(t, j.srv.URL, ownerName, ownerPassword)
+	path := strings.Replace(strings.TrimPrefix(j.local(t, finish), j.srv.URL), "/links/", "/approvals/", 1)
+	resp, page := owner.do("GET", path, "", "")
+	m := csrfField.FindStringSubmatch(page)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("signed-in page: %d\n%s", resp.StatusCode, page)
+	}
+	form := url.Values{"action": {"finish"}, "csrf_token": {m[1]}}
+	resp, page = owner.do("POST", path, "application/x-www-form-urlencoded", form.Encode())
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Upgrade finished.") {
+		t.Fatalf("POST finish: %d\n%s", resp.StatusCode, page)
+	}
+	tk = j.waitTicket(t, key, "done", 30*time.Second)
+	if tk.Hold == nil || tk.Hold.State != "finished" || tk.Hold.DecidedBy != ownerName {
+		t.Fatalf("hold after finish: %+v", tk.Hold)
+	}
+	if got := containersOf(t, j.host); len(got) != 1 || len(got["1.0.1"]) != 2 {
+		t.Fatalf("after finish: containers by version %v, want only 2 of 1.0.1", versionCounts(got))
+	}
+	if st := stackOf(t, j.admin); st.State != "active" || st.Services[0].Version != "1.0.1" {
+		t.Fatalf("stack after finish: %+v", st)
 	}
 }
 

@@ -209,6 +209,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	targets := &deploys.Targets{Deployers: deployers.Target, Apps: engine.App, Stacks: cfg.Deploys.Stacks, Jobs: policies.JenkinsJob,
 		Files: deploys.GitFiles{Cache: pipeline.NewGitCache(filepath.Join(cfg.StateDir(), "git-deploys"))}}
+	if targets.Jenkins, err = deployJenkins(cfg); err != nil { // deploy jobs (deployjobs.go)
+		return err
+	}
 	deployManager, err := pipeline.NewDeploys(pipeline.DeploysOptions{Store: db.Deploys(), Policy: policies.For, Target: targets.Target,
 		Apps: engine.App, Signer: linkSigner, TicketPrefix: cfg.Pipeline.TicketPrefix, Tick: time.Duration(cfg.Deploys.Tick), Log: log,
 		LinkURL: func(tok string) string { return strings.TrimSuffix(cfg.PublicURL, "/") + "/links/" + tok }})

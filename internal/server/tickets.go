@@ -57,6 +57,16 @@ type TicketJSON struct {
 	Approval *pipeline.ApprovalStatus `json:"approval,omitempty"`
 	Finish   *pipeline.ApprovalStatus `json:"finish,omitempty"`
 	Hold     *pipeline.Hold           `json:"hold,omitempty"`
+	// HoldLinks are the open hold's approval pages (the links the held
+	// notification carries), for approvers of the environment: a deploy
+	// job prints them. Only GET /tickets/:key fills them.
+	HoldLinks *HoldLinks `json:"hold_links,omitempty"`
+}
+
+// HoldLinks are the signed finish and rollback page URLs of a hold.
+type HoldLinks struct {
+	FinishURL   string `json:"finish_url"`
+	RollbackURL string `json:"rollback_url"`
 }
 
 func (a *TicketAPI) view(ctx context.Context, t pipeline.Ticket) TicketJSON {
@@ -122,7 +132,14 @@ func (a *TicketAPI) get(c *gin.Context) {
 		storeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, a.view(c.Request.Context(), t))
+	v := a.view(c.Request.Context(), t)
+	// A link acts for its holder where the environment allows link-only
+	// approval: only approvers may have it.
+	if v.Hold != nil && v.Hold.State == pipeline.HoldOpen && a.Authz.Can(auth.PrincipalFrom(c), t.Environment, auth.PermApprove) {
+		f, r := a.Deploys.LinkURLs(*v.Hold)
+		v.HoldLinks = &HoldLinks{FinishURL: f, RollbackURL: r}
+	}
+	c.JSON(http.StatusOK, v)
 }
 
 func (a *TicketAPI) create(c *gin.Context) {
