@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/bytedance/sonic"
 	"github.com/gin-gonic/gin"
 
 	"github.com/dockmaster/dockmaster/internal/config"
@@ -180,7 +180,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // accepted turns a verified delivery into its record: accepted when
 // actionable, else ping or ignored with the reason.
 func accepted(d *webhooks.Delivery, body []byte) (store.NewDelivery, error) {
-	ev, err := json.Marshal(d.Event)
+	ev, err := sonic.ConfigStd.Marshal(d.Event) // encoding/json's output, faster: this is the hot path
 	if err != nil {
 		return store.NewDelivery{}, fmt.Errorf("webhook %s/%s: encode event: %w", d.Provider, d.ID, err)
 	}
