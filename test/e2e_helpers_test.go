@@ -19,6 +19,14 @@ const (
 	deployJob     = "team/web-deploy"
 	ownerName     = "olivia"
 	ownerPassword = "olivia-pw-0123456789"
+	// The deploy job's compose file: deployCompose, stopping at once.
+	jobCompose = `version: '2'
+services:
+  web:
+    image: dockmaster-test/web:${VERSION}
+    # httpd as PID 1 ignores SIGTERM: every stop would wait the 10s grace.
+    command: ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
+`
 )
 
 // jenkinsDeploy is a dockmaster whose prod (one harness host) deploys app
@@ -96,7 +104,7 @@ deploys:
 		}
 	}
 	ws := t.TempDir()
-	for name, text := range map[string]string{"docker-compose.yml": deployCompose, "rancher-compose.yml": deployRancher} {
+	for name, text := range map[string]string{"docker-compose.yml": jobCompose, "rancher-compose.yml": deployRancher} {
 		if err := os.MkdirAll(filepath.Join(ws, "docker"), 0o755); err != nil {
 			t.Fatal(err)
 		}
