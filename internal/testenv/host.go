@@ -272,8 +272,32 @@ func (h *Host) teardown(proc *daemonProc) []error {
 			errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", h.Bridge, err, strings.TrimSpace(string(out))))
 		}
 	}
+	// dockerd leaves the bridges of its user-defined networks behind; they
+	// hold the slot's 10.251.X.0/24 pool and would exhaust it over runs.
+	errs = append(errs, deleteBridgesIn(fmt.Sprintf("10.251.%d.", h.Index))...)
 	if err := os.RemoveAll(h.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", h.Dir, err))
+	}
+	return errs
+}
+
+// deleteBridgesIn removes every interface holding an IPv4 address that
+// starts with prefix.
+func deleteBridgesIn(prefix string) []error {
+	out, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	if err != nil {
+		return []error{fmt.Errorf("ip addr show: %w", err)}
+	}
+	var errs []error
+	for _, line := range strings.Split(string(out), "\n") {
+		// "23: br-1a2b3c    inet 10.251.3.1/28 brd 10.251.3.15 scope global br-1a2b3c"
+		f := strings.Fields(line)
+		if len(f) < 4 || f[2] != "inet" || !strings.HasPrefix(f[3], prefix) {
+			continue
+		}
+		if out, err := exec.Command("ip", "link", "del", f[1]).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", f[1], err, strings.TrimSpace(string(out))))
+		}
 	}
 	return errs
 }
