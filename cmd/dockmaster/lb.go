@@ -81,9 +81,11 @@ func startDiscovery(cfg *config.Config, db *store.DB, deployers *fleet.Fleet, ke
 			if err != nil {
 				return nil, err
 			}
-			names := make([]string, len(envs))
-			for i, e := range envs {
-				names[i] = e.Name
+			var names []string
+			for _, e := range envs {
+				if e.SwarmManager == "" { // a swarm does its own service discovery
+					names = append(names, e.Name)
+				}
 			}
 			return names, nil
 		},

@@ -219,9 +219,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	engine.SetDeployHooks(pipeline.DeployHooks{OnTicket: deployManager.OnTicket, DeployBuildFinished: deployManager.DeployFinished})
-	// leader: the pipeline engine and the deploys loop (windows, holds)
+	// leader: the pipeline engine, the deploys loop (windows, holds) and the reconciler
 	// run only while this replica leads; any replica takes hooks and API calls.
-	goLoop(func(ctx context.Context) { elector.Run(ctx, leading(deployManager.Run, engine.Run)) })
+	goLoop(func(ctx context.Context) {
+		elector.Run(ctx, leading(deployManager.Run, engine.Run, reconcileEvery(db, deployers, time.Duration(cfg.ReconcileInterval), log)))
+	})
 	// end leader
 	(&server.TicketAPI{Store: db.Deploys(), Deploys: deployManager, Engine: engine, Authz: authn.Authorizer()}).Register(secured)
 	(&server.ApprovalPages{Deploys: deployManager, Signer: linkSigner, Pages: templates.NewPages()}).Register(root)

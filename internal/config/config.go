@@ -33,8 +33,11 @@ type Config struct {
 	Log       Log      `yaml:"log"`
 	Webhooks  Webhooks `yaml:"webhooks"`
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
-	ShutdownTimeout Duration      `yaml:"shutdown_timeout"`
-	Environments    []Environment `yaml:"environments"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ReconcileInterval is how often crashed containers are looked for and
+	// restarted or replaced.
+	ReconcileInterval Duration      `yaml:"reconcile_interval"`
+	Environments      []Environment `yaml:"environments"`
 	// Auth is the access layer: bootstrap admin, sessions, signing key.
 	Auth Auth `yaml:"auth"`
 	// Pipeline: apps, Jenkins, the registry and the builder.
@@ -97,11 +100,12 @@ func (c *Config) File() string { return c.file }
 // and an environment "local" on the local Docker socket.
 func Default() *Config {
 	return &Config{
-		Listen:          "127.0.0.1:8080",
-		Store:           "./data/dockmaster.db",
-		Log:             Log{Format: "auto", Level: "info"},
-		Webhooks:        Webhooks{MaxBodyBytes: 5 << 20},
-		ShutdownTimeout: Duration(8 * time.Second),
+		Listen:            "127.0.0.1:8080",
+		Store:             "./data/dockmaster.db",
+		Log:               Log{Format: "auto", Level: "info"},
+		Webhooks:          Webhooks{MaxBodyBytes: 5 << 20},
+		ShutdownTimeout:   Duration(8 * time.Second),
+		ReconcileInterval: Duration(10 * time.Second),
 	}
 }
 
@@ -212,6 +216,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Webhooks.MaxBodyBytes <= 0 {
 		return at("must be positive", "webhooks", "max_body_bytes")
+	}
+	if c.ReconcileInterval <= 0 {
+		return at("must be positive", "reconcile_interval")
 	}
 	seen := map[string]bool{}
 	for i, e := range c.Environments {
