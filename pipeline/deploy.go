@@ -1057,17 +1057,27 @@ func (d *Deploys) OpenLink(ctx context.Context, token string) (LinkPage, error) 
 	}
 	p := LinkPage{Link: l, Hold: h, Ticket: t, LinkOnly: pol.LinkOnly}
 	p.Status, _ = d.Status(ctx, t, ApprovalFinish)
+	if h.State == HoldOpen || h.State == HoldFinished {
+		// A finished upgrade's page (the answer to its POST) still shows
+		// how the version it kept runs; a rolled-back one has none.
+		p.Health = d.health(ctx, t)
+	}
 	if h.State != HoldOpen {
 		return p, fmt.Errorf("%w: the upgrade was already %s by %s", ErrLinkUsed, h.State, h.DecidedBy)
 	}
-	if target, err := d.o.Target(t.Environment); err == nil {
-		if hl, err := target.Health(ctx, t); err == nil {
-			p.Health = hl
-		} else {
-			p.Health.Detail = err.Error()
-		}
-	}
 	return p, nil
+}
+
+func (d *Deploys) health(ctx context.Context, t Ticket) Health {
+	target, err := d.o.Target(t.Environment)
+	if err != nil {
+		return Health{Detail: err.Error()}
+	}
+	hl, err := target.Health(ctx, t)
+	if err != nil {
+		return Health{Detail: err.Error()}
+	}
+	return hl
 }
 
 // ActOnLink performs action (finish or rollback) for the page's POST.

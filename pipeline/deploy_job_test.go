@@ -165,6 +165,11 @@ func TestDeployJobHeldLikeBuiltin(t *testing.T) {
 		if got := f.state(t, tk.Key); got.State != pipeline.TicketDone || target.Calls() != "trigger 2.0,finish" {
 			t.Fatalf("after confirm: %s, calls %s", got.State, target.Calls())
 		}
+		// The link's page after the finish still shows how the kept version runs.
+		fin, _ := d.Links(h)
+		if p, err := d.OpenLink(ctx, fin); !errors.Is(err, pipeline.ErrLinkUsed) || !p.Health.Healthy || p.Hold.State != pipeline.HoldFinished {
+			t.Errorf("finished link page: health %+v hold %s, %v", p.Health, p.Hold.State, err)
+		}
 	})
 
 	t.Run("held while the job waits", func(t *testing.T) {

@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -198,36 +197,57 @@ func TestPagesInBrowser(t *testing.T) {
 			}
 		}
 	})
+}
 
-	t.Run("finish through the ticket page", func(t *testing.T) {
-		// Finishing acts on the hold that the deploys manager records when
-		// it deploys a ticket; a ticket written straight into the store (as
-		// pagesSetup does) has none, so the button could only fail.
-		var tk struct {
-			Hold *json.RawMessage `json:"hold"`
+// TestApprovalLinkInBrowser clicks through the approval link of a held
+// upgrade in Chromium: the held ticket comes from a Jenkins deploy job
+// (startJenkinsDeploy); its printed finish link, opened by a signed-in
+// owner, leads to the page with the buttons, and "Finish upgrade" ends
+// the upgrade: the page says so, the ticket is done and the old
+// containers are gone.
+func TestApprovalLinkInBrowser(t *testing.T) {
+	b := chrome.Start(t) // skips first: -short, no chromium
+	j := startJenkinsDeploy(t, "1.0.0", "2.0.0")
+	key, finish, _ := j.held(t, "1.0.0", "2.0.0")
+	s := b.NewSession(t, "owner")
+	s.Login(j.srv.URL, ownerName, ownerPassword)
+
+	// The link as mailed or posted: the public page asks to sign in
+	// (prod allows no link-only approval); its button leads to the
+	// signed-in page with the actions.
+	s.Open(j.local(t, finish))
+	s.Do("follow the sign-in button", chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("finish")))
+	if loc := s.Location(); !strings.Contains(loc, "/approvals/") {
+		t.Fatalf("the sign-in button led to %s", loc)
+	}
+	html := s.HTML()
+	for _, want := range []string{key + ": web on prod", "1.0.0 → 2.0.0", `id="health">healthy`, "Finish upgrade", "Roll back"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("approval page lacks %q", want)
 		}
-		if st := srv.Admin().Do(http.MethodGet, "/api/v1/tickets/DEPLOY-1", nil, &tk); st != http.StatusOK || tk.Hold == nil {
-			t.Skipf("pending: DEPLOY-1 has no hold (GET /api/v1/tickets/DEPLOY-1: %d); a held ticket needs the deploys flow "+
-				"(POST /api/v1/tickets, then the deploys loop deploying it from the app's compose files)", st)
-		}
-		s := sessions["owner"]
-		s.Open(srv.URL + "/tickets/DEPLOY-1")
-		s.Do("click finish", chromedp.Click(chromedp.ID("finish")), chromedp.WaitReady(chromedp.CSS("body")))
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			s.Open(srv.URL + "/tickets/DEPLOY-1")
-			if strings.Contains(s.HTML(), `id="ticket-state">done<`) {
-				break
-			}
-			if time.Now().After(deadline) {
-				s.SaveArtifacts("finish-timeout")
-				t.Fatal("DEPLOY-1 did not reach done after clicking finish")
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		s.Open(svc)
-		if html := s.HTML(); !strings.Contains(html, "active") || strings.Contains(html, "previous</span>") {
-			t.Errorf("after finish the service is not active without its previous containers")
-		}
-	})
+	}
+	if err := s.Screenshot(filepath.Join(chrome.ArtifactsDir(), "approval.png")); err != nil {
+		t.Error(err)
+	}
+
+	s.Do("click Finish upgrade", chromedp.Click(chromedp.ID("finish")), chromedp.WaitVisible(chromedp.ID("done")))
+	if html := s.HTML(); !strings.Contains(html, `id="done">Upgrade finished.<`) || !strings.Contains(html, `id="health">healthy`) {
+		s.SaveArtifacts("after-finish")
+		t.Fatalf("after clicking Finish upgrade the page does not say it finished, healthy")
+	}
+	if err := s.Screenshot(filepath.Join(chrome.ArtifactsDir(), "approval-finished.png")); err != nil {
+		t.Error(err)
+	}
+	tk := j.waitTicket(t, key, "done", 30*time.Second)
+	if tk.Hold == nil || tk.Hold.State != "finished" || tk.Hold.DecidedBy != ownerName {
+		t.Fatalf("hold after the click: %+v", tk.Hold)
+	}
+	if got := containersOf(t, j.host); len(got) != 1 || len(got["2.0.0"]) != 2 {
+		t.Fatalf("after the click: containers by version %v, want only 2 of 2.0.0", versionCounts(got))
+	}
+	// The ticket page agrees.
+	s.Open(j.srv.URL + "/tickets/" + key)
+	if html := s.HTML(); !strings.Contains(html, `id="ticket-state">done<`) {
+		t.Errorf("ticket page does not show %s done", key)
+	}
 }
