@@ -10,6 +10,8 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.da
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./internal/... ./webhooks/... ./pipeline/... ./deployer/...
 FUZZTIME ?= 3s
+# The PostgreSQL that scripts/setup.sh starts; store tests run on it too.
+export DOCKMASTER_TEST_POSTGRES ?= postgres://dockmaster:dockmaster@127.0.0.1:5432/dockmaster?sslmode=disable
 
 .PHONY: build run test test-short bench lint fuzz setup e2e clean
 
@@ -27,7 +29,6 @@ setup:
 # chromium. The second run is CGO_ENABLED=0 (nothing needs cgo) so it shares
 # its build cache with the static binaries the end-to-end tests build.
 test: setup lint
-test: export DOCKMASTER_TEST_POSTGRES ?= postgres://dockmaster:dockmaster@127.0.0.1:5432/dockmaster?sslmode=disable
 	$(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
 	CGO_ENABLED=0 DOCKMASTER_REQUIRE_DOCKER=1 $(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) fuzz FUZZTIME=2s
@@ -39,7 +40,6 @@ e2e: setup
 	$(GO) test -count=1 -timeout 15m -v ./test/...
 
 bench: setup
-bench: export DOCKMASTER_TEST_POSTGRES ?= postgres://dockmaster:dockmaster@127.0.0.1:5432/dockmaster?sslmode=disable
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 lint:
