@@ -170,7 +170,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// `deployers` for anything that acts on containers); jobs run in the
 	// loops' context so a shutdown interrupts them resumably.
 	deployers := fleet.New(fleet.Options{Store: db, TLS: fleet.SealedTLS(db, sealer),
-		Discovery: discoveryRuntime(cfg, authn.SigningKey())}) // discovery: LB containers, resolver (lb.go)
+		Discovery:       discoveryRuntime(cfg, authn.SigningKey()), // discovery: LB containers, resolver (lb.go)
+		RescheduleAfter: time.Duration(cfg.RescheduleAfter)})
 	defer deployers.Close()
 	(&server.StackAPI{Fleet: deployers, Store: db, Base: loops}).Register(secured)
 	// end stacks

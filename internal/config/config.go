@@ -36,8 +36,11 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// ReconcileInterval is how often crashed containers are looked for and
 	// restarted or replaced.
-	ReconcileInterval Duration      `yaml:"reconcile_interval"`
-	Environments      []Environment `yaml:"environments"`
+	ReconcileInterval Duration `yaml:"reconcile_interval"`
+	// RescheduleAfter is how long a host may stay unreachable before its
+	// containers are replaced on other hosts.
+	RescheduleAfter Duration      `yaml:"reschedule_after"`
+	Environments    []Environment `yaml:"environments"`
 	// Auth is the access layer: bootstrap admin, sessions, signing key.
 	Auth Auth `yaml:"auth"`
 	// Pipeline: apps, Jenkins, the registry and the builder.
@@ -106,6 +109,7 @@ func Default() *Config {
 		Webhooks:          Webhooks{MaxBodyBytes: 5 << 20},
 		ShutdownTimeout:   Duration(8 * time.Second),
 		ReconcileInterval: Duration(10 * time.Second),
+		RescheduleAfter:   Duration(5 * time.Minute),
 	}
 }
 
@@ -219,6 +223,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.ReconcileInterval <= 0 {
 		return at("must be positive", "reconcile_interval")
+	}
+	if c.RescheduleAfter <= 0 {
+		return at("must be positive", "reschedule_after")
 	}
 	seen := map[string]bool{}
 	for i, e := range c.Environments {

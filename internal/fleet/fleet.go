@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types/registry"
 
@@ -50,6 +51,9 @@ type Options struct {
 	// Swarm tunes the Swarm targets (Env, Manager, Store and Auth are set
 	// per environment).
 	Swarm deployer.SwarmOptions
+	// RescheduleAfter is how long a host may stay unreachable before the
+	// reconciler replaces its containers elsewhere (zero: the deployer's default).
+	RescheduleAfter time.Duration
 }
 
 // ErrSwarm is returned by Deployer for a Swarm environment: host
@@ -178,7 +182,7 @@ func (f *Fleet) Deployer(ctx context.Context, env string) (*deployer.Deployer, e
 		dh = append(dh, deployer.Host{Name: h.Name, Labels: h.Labels, Address: h.Address, Engine: eng, State: h.State})
 	}
 	d, err := deployer.New(deployer.Options{Env: env, Hosts: dh, Store: f.o.Store, Placer: f.o.Placer, Auth: f.o.Auth,
-		Discovery: f.o.Discovery})
+		Discovery: f.o.Discovery, RescheduleAfter: f.o.RescheduleAfter})
 	if err != nil {
 		closeAll(e.eng)
 		return nil, err
