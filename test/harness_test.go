@@ -170,7 +170,10 @@ func TestHarness(t *testing.T) {
 			if got := iptablesDocker0(t); !slices.Equal(got, ipt) {
 				t.Errorf("default daemon's docker0 iptables rules changed while a host runs:\nbefore %q\nnow    %q", ipt, got)
 			}
-			if out := iptablesSave(t); strings.Contains(out, h2.Bridge) || strings.Contains(out, "10.250.") {
+			// The one rule the harness adds on purpose lets containers of
+			// harness hosts reach each other; the daemons themselves add none.
+			out := strings.ReplaceAll(iptablesSave(t), "-A DOCKER-USER -s 10.250.0.0/15 -d 10.250.0.0/15 -j ACCEPT\n", "")
+			if strings.Contains(out, h2.Bridge) || strings.Contains(out, "10.250.") {
 				t.Errorf("harness host wrote iptables rules:\n%s", out)
 			}
 		})

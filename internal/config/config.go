@@ -110,6 +110,8 @@ func Default() *Config {
 		ShutdownTimeout:   Duration(8 * time.Second),
 		ReconcileInterval: Duration(10 * time.Second),
 		RescheduleAfter:   Duration(5 * time.Minute),
+		// One zone for the DNS server and the search domains containers get.
+		Discovery: Discovery{DNSSuffix: "dockmaster"},
 	}
 }
 

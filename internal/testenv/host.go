@@ -117,6 +117,9 @@ func StartHost(t testing.TB, name string) *Host {
 	for _, err := range h.teardown(nil) {
 		t.Fatalf("testenv: StartHost %s: clearing slot %d: %v", name, idx, err)
 	}
+	if err := allowHarnessForwarding(); err != nil {
+		t.Fatalf("testenv: StartHost %s: %v", name, err)
+	}
 	proc, err = h.start()
 	if err != nil {
 		t.Fatalf("testenv: StartHost %s: %v", name, err)
@@ -279,6 +282,29 @@ func (h *Host) teardown(proc *daemonProc) []error {
 		errs = append(errs, fmt.Errorf("remove %s: %w", h.Dir, err))
 	}
 	return errs
+}
+
+// harnessNets covers every harness host's bridge (10.250.X.0/24) and
+// networks (10.251.X.0/24).
+const harnessNets = "10.250.0.0/15"
+
+// allowHarnessForwarding lets containers of harness hosts reach each other,
+// as on a real host: the harness daemons run without iptables, and the
+// default daemon's FORWARD policy (DROP, with bridge netfilter on) would
+// drop their traffic. The rule goes in DOCKER-USER, the chain dockerd
+// leaves to users; without that chain there is nothing to open.
+func allowHarnessForwarding() error {
+	rule := []string{"DOCKER-USER", "-s", harnessNets, "-d", harnessNets, "-j", "ACCEPT"}
+	if exec.Command("iptables", append([]string{"-n", "-L"}, rule[0])...).Run() != nil {
+		return nil
+	}
+	if exec.Command("iptables", append([]string{"-C"}, rule...)...).Run() == nil {
+		return nil
+	}
+	if out, err := exec.Command("iptables", append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables -I %v: %w: %s", rule, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // deleteBridgesIn removes every interface holding an IPv4 address that
