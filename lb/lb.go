@@ -37,6 +37,7 @@ type Options struct {
 type LB struct {
 	o         Options
 	transport *http.Transport
+	buffers   bufferPool
 	mu        sync.Mutex // guards ports
 	ports     map[uint16]*port
 	down      sync.Map // backend address -> time.Time it may be retried
@@ -72,6 +73,7 @@ func New(o Options) *LB {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	l := &LB{o: o, ports: map[uint16]*port{}}
+	l.buffers = newBufferPool()
 	l.transport = &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        1024,
@@ -285,6 +287,17 @@ type pinned struct {
 	chosen string // backend that answered, for the sticky cookie
 }
 
+// bufferPool lends the 32 KiB copy buffers ReverseProxy would otherwise
+// allocate per response: most of the proxy's garbage.
+type bufferPool struct{ p *sync.Pool }
+
+func newBufferPool() bufferPool {
+	return bufferPool{&sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b bufferPool) Get() []byte    { return *b.p.Get().(*[]byte) }
+func (b bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
 func stickyValue(addr string) string {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(addr))
@@ -299,7 +312,8 @@ func (l *LB) httpHandler(pt *port) http.Handler {
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport: retrier{l},
+		Transport:  retrier{l},
+		BufferPool: l.buffers,
 		ModifyResponse: func(resp *http.Response) error {
 			p, _ := resp.Request.Context().Value(ctxKey{}).(*pinned)
 			if p != nil && p.r.StickyCookie != "" && p.chosen != "" && p.sticky != p.chosen {
