@@ -176,46 +176,80 @@ func inClause(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
 }
 
-func (p pipelineStore) Runs(ctx context.Context, f pipeline.RunFilter) ([]pipeline.Run, error) {
-	q := `SELECT ` + runCols + ` FROM runs WHERE 1=1`
-	var args []any
-	if f.App != "" {
-		q += ` AND app = ?`
-		args = append(args, f.App)
+// listQuery builds "SELECT cols FROM table WHERE <equalities and states>
+// [AND id < before] ORDER BY id DESC LIMIT n" from a filter; empty values
+// match everything.
+type listQuery struct {
+	q    strings.Builder
+	args []any
+}
+
+func newListQuery(cols, table string) *listQuery {
+	l := &listQuery{}
+	l.q.WriteString(`SELECT ` + cols + ` FROM ` + table + ` WHERE 1=1`)
+	return l
+}
+
+func (l *listQuery) eq(col, v string) *listQuery {
+	if v != "" {
+		l.q.WriteString(` AND ` + col + ` = ?`)
+		l.args = append(l.args, v)
 	}
-	if f.Branch != "" {
-		q += ` AND branch = ?`
-		args = append(args, f.Branch)
-	}
-	if len(f.States) > 0 {
-		q += ` AND state IN ` + inClause(len(f.States))
-		for _, s := range f.States {
-			args = append(args, s)
+	return l
+}
+
+func (l *listQuery) states(vs []string) *listQuery {
+	if len(vs) > 0 {
+		l.q.WriteString(` AND state IN ` + inClause(len(vs)))
+		for _, v := range vs {
+			l.args = append(l.args, v)
 		}
 	}
-	if f.Before > 0 {
-		q += ` AND id < ?`
-		args = append(args, f.Before)
+	return l
+}
+
+// page adds the id cursor and the newest-first order (limit 0: 1000).
+func (l *listQuery) page(before int64, limit int) (string, []any) {
+	if before > 0 {
+		l.q.WriteString(` AND id < ?`)
+		l.args = append(l.args, before)
 	}
-	if f.Limit <= 0 {
-		f.Limit = 1000
+	if limit <= 0 {
+		limit = 1000
 	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, f.Limit)
-	rows, err := p.db.QueryContext(ctx, q, args...)
+	l.q.WriteString(` ORDER BY id DESC LIMIT ?`)
+	return l.q.String(), append(l.args, limit)
+}
+
+func stateStrings[S ~string](ss []S) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, db *DB, what, q string, args []any, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: runs: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	defer rows.Close()
-	var out []pipeline.Run
+	var out []T
 	for rows.Next() {
-		r, err := scanRun(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+func (p pipelineStore) Runs(ctx context.Context, f pipeline.RunFilter) ([]pipeline.Run, error) {
+	q, args := newListQuery(runCols, "runs").eq("app", f.App).eq("branch", f.Branch).states(stateStrings(f.States)).page(f.Before, f.Limit)
+	return queryAll(ctx, p.db, "runs", q, args, scanRun)
 }
 
 // pipelineConflict adds pipeline.ErrConflict to a store conflict, so the engine can
@@ -383,45 +417,8 @@ func (p pipelineStore) Ticket(ctx context.Context, key string) (pipeline.Ticket,
 }
 
 func (p pipelineStore) Tickets(ctx context.Context, f pipeline.TicketFilter) ([]pipeline.Ticket, error) {
-	q := `SELECT ` + ticketCols + ` FROM tickets WHERE 1=1`
-	var args []any
-	if f.App != "" {
-		q += ` AND app = ?`
-		args = append(args, f.App)
-	}
-	if f.Environment != "" {
-		q += ` AND environment = ?`
-		args = append(args, f.Environment)
-	}
-	if len(f.States) > 0 {
-		q += ` AND state IN ` + inClause(len(f.States))
-		for _, s := range f.States {
-			args = append(args, s)
-		}
-	}
-	if f.Before > 0 {
-		q += ` AND id < ?`
-		args = append(args, f.Before)
-	}
-	if f.Limit <= 0 {
-		f.Limit = 1000
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, f.Limit)
-	rows, err := p.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: tickets: %w", err)
-	}
-	defer rows.Close()
-	var out []pipeline.Ticket
-	for rows.Next() {
-		t, err := scanTicket(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	q, args := newListQuery(ticketCols, "tickets").eq("app", f.App).eq("environment", f.Environment).states(stateStrings(f.States)).page(f.Before, f.Limit)
+	return queryAll(ctx, p.db, "tickets", q, args, scanTicket)
 }
 
 func (p pipelineStore) TransitionTicket(ctx context.Context, key string, from, to pipeline.TicketState, reason string) error {
