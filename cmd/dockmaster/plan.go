@@ -48,8 +48,8 @@ func runPlan(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := server.PlanRequest{Compose: p.Req.Compose, ComposeFile: p.Req.ComposeFile,
-		Rancher: p.Req.Rancher, RancherFile: p.Req.RancherFile, Variables: vars}
+	req := server.PlanRequest{StackFiles: p.Req.StackFiles}
+	req.Variables = vars
 	var out server.PlanJSON
 	path := "/api/v1/environments/" + url.PathEscape(e) + "/stacks/" + url.PathEscape(*stack) + "/plan"
 	if err := c.post(ctx, path, req, &out); err != nil {

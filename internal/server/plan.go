@@ -3,12 +3,10 @@ package server
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/dockmaster/dockmaster/deployer"
-	"github.com/dockmaster/dockmaster/deployer/compose"
 	"github.com/dockmaster/dockmaster/deployer/scheduler"
 	"github.com/dockmaster/dockmaster/internal/auth"
 )
@@ -30,11 +28,7 @@ func (a *PlanAPI) Register(api *auth.Routes) {
 // PlanRequest is the body of the plan route: the compose texts as the CLI
 // read them.
 type PlanRequest struct {
-	Compose     string            `json:"compose"`
-	Rancher     string            `json:"rancher"`
-	ComposeFile string            `json:"compose_file"` // name used in error messages
-	RancherFile string            `json:"rancher_file"`
-	Variables   map[string]string `json:"variables"`
+	StackFiles
 }
 
 // PlanJSON is the answer. Fits is false when some service fits nowhere.
@@ -77,25 +71,12 @@ func (a *PlanAPI) plan(c *gin.Context) {
 	if !readStackBody(c, &in) {
 		return
 	}
-	if strings.TrimSpace(in.Compose) == "" {
-		badRequest(c, "compose: the docker-compose.yml text is required")
-		return
-	}
-	if in.ComposeFile == "" {
-		in.ComposeFile = "docker-compose.yml"
-	}
-	if in.RancherFile == "" {
-		in.RancherFile = "rancher-compose.yml"
-	}
-	if err := refuseServerFiles(in.ComposeFile, in.Compose); err != nil {
+	spec, err := in.Load(c.Request.Context(), stack)
+	var bad badFilesError
+	if errors.As(err, &bad) {
 		badRequest(c, "%v", err)
 		return
 	}
-	opts := compose.Options{StackName: stack, ComposeFile: in.ComposeFile, ComposeBytes: []byte(in.Compose), Variables: in.Variables}
-	if strings.TrimSpace(in.Rancher) != "" {
-		opts.RancherFile, opts.RancherBytes = in.RancherFile, []byte(in.Rancher)
-	}
-	spec, err := compose.Load(c.Request.Context(), opts)
 	if err != nil {
 		placeError(c, err)
 		return

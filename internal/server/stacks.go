@@ -70,11 +70,7 @@ func (a *StackAPI) Register(api *auth.Routes) {
 
 // UpRequest is the body of POST .../stacks/:stack/up.
 type UpRequest struct {
-	Compose     string            `json:"compose"`
-	Rancher     string            `json:"rancher"`
-	ComposeFile string            `json:"compose_file"` // name used in error messages
-	RancherFile string            `json:"rancher_file"`
-	Variables   map[string]string `json:"variables"`
+	StackFiles
 	// Upgrade runs an in-service upgrade held in upgraded; without it the
 	// stack is created or its scale converged.
 	Upgrade      bool `json:"upgrade"`
@@ -199,29 +195,16 @@ func (a *StackAPI) up(c *gin.Context) {
 	if !readStackBody(c, &in) {
 		return
 	}
-	if strings.TrimSpace(in.Compose) == "" {
-		badRequest(c, "compose: the docker-compose.yml text is required")
-		return
-	}
 	if in.BatchSize < 0 || in.IntervalMS < 0 {
 		badRequest(c, "batch_size and interval_ms: want zero or more")
 		return
 	}
-	if in.ComposeFile == "" {
-		in.ComposeFile = "docker-compose.yml"
-	}
-	if in.RancherFile == "" {
-		in.RancherFile = "rancher-compose.yml"
-	}
-	if err := refuseServerFiles(in.ComposeFile, in.Compose); err != nil {
+	spec, err := in.Load(c.Request.Context(), stack)
+	var bad badFilesError
+	if errors.As(err, &bad) {
 		badRequest(c, "%v", err)
 		return
 	}
-	opts := compose.Options{StackName: stack, ComposeFile: in.ComposeFile, ComposeBytes: []byte(in.Compose), Variables: in.Variables}
-	if strings.TrimSpace(in.Rancher) != "" {
-		opts.RancherFile, opts.RancherBytes = in.RancherFile, []byte(in.Rancher)
-	}
-	spec, err := compose.Load(c.Request.Context(), opts)
 	if err != nil {
 		auth.Audit(c, "stack.up", env, stack, err)
 		deployError(c, err)
@@ -292,6 +275,42 @@ func applyOverrides(spec *deployer.StackSpec, in UpRequest) {
 // refuseServerFiles rejects env_file: compose.Load would read it from the
 // server's disk, which a client must not be able to make it do. The CLI
 // sends file texts only.
+// StackFiles are a stack's compose files as the CLI sends them: their
+// text, read on the client's disk, and their names for error messages.
+type StackFiles struct {
+	Compose     string            `json:"compose"`
+	Rancher     string            `json:"rancher"`
+	ComposeFile string            `json:"compose_file"` // name used in error messages
+	RancherFile string            `json:"rancher_file"`
+	Variables   map[string]string `json:"variables"`
+}
+
+// badFilesError is a StackFiles problem found before parsing (400).
+type badFilesError struct{ error }
+
+// Load checks the files and reads them into a stack spec. Problems found
+// before parsing are badFilesError; the rest are compose.Load's errors,
+// which name file:line.
+func (f StackFiles) Load(ctx context.Context, stack string) (*deployer.StackSpec, error) {
+	if strings.TrimSpace(f.Compose) == "" {
+		return nil, badFilesError{errors.New("compose: the docker-compose.yml text is required")}
+	}
+	if f.ComposeFile == "" {
+		f.ComposeFile = "docker-compose.yml"
+	}
+	if f.RancherFile == "" {
+		f.RancherFile = "rancher-compose.yml"
+	}
+	if err := refuseServerFiles(f.ComposeFile, f.Compose); err != nil {
+		return nil, badFilesError{err}
+	}
+	opts := compose.Options{StackName: stack, ComposeFile: f.ComposeFile, ComposeBytes: []byte(f.Compose), Variables: f.Variables}
+	if strings.TrimSpace(f.Rancher) != "" {
+		opts.RancherFile, opts.RancherBytes = f.RancherFile, []byte(f.Rancher)
+	}
+	return compose.Load(ctx, opts)
+}
+
 func refuseServerFiles(name, text string) error {
 	var root yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &root); err != nil || len(root.Content) == 0 {

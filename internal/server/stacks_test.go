@@ -43,10 +43,10 @@ func TestStackUpRefusesBadInputNamingThePlace(t *testing.T) {
 		want string
 	}{
 		{"no compose", UpRequest{}, "compose: the docker-compose.yml text is required"},
-		{"bad yaml line", UpRequest{Compose: "services:\n  web:\n    image: [\n", ComposeFile: "docker/docker-compose.yml"}, "docker/docker-compose.yml:"},
-		{"env_file", UpRequest{Compose: "services:\n  web:\n    image: x\n    env_file: /etc/shadow\n", ComposeFile: "dc.yml"}, "dc.yml:4: env_file is not supported"},
-		{"bad rancher", UpRequest{Compose: "services:\n  web:\n    image: x\n", Rancher: "web:\n  scale: lots\n", RancherFile: "rc.yml"}, "rc.yml:2"},
-		{"negative batch", UpRequest{Compose: "services:\n  web:\n    image: x\n", BatchSize: -1}, "batch_size"},
+		{"bad yaml line", UpRequest{StackFiles: StackFiles{Compose: "services:\n  web:\n    image: [\n", ComposeFile: "docker/docker-compose.yml"}}, "docker/docker-compose.yml:"},
+		{"env_file", UpRequest{StackFiles: StackFiles{Compose: "services:\n  web:\n    image: x\n    env_file: /etc/shadow\n", ComposeFile: "dc.yml"}}, "dc.yml:4: env_file is not supported"},
+		{"bad rancher", UpRequest{StackFiles: StackFiles{Compose: "services:\n  web:\n    image: x\n", Rancher: "web:\n  scale: lots\n", RancherFile: "rc.yml"}}, "rc.yml:2"},
+		{"negative batch", UpRequest{StackFiles: StackFiles{Compose: "services:\n  web:\n    image: x\n"}, BatchSize: -1}, "batch_size"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := s.do(http.MethodPost, "/api/v1/environments/prod/stacks/app/up", key, upBody(t, tc.in))
@@ -78,7 +78,7 @@ func TestStackUpRefusesWhileHeld(t *testing.T) {
 	if err := s.db.UpdateService(ctx, rec, deployer.StateUpgrading); err != nil {
 		t.Fatal(err)
 	}
-	in := UpRequest{Compose: "services:\n  web:\n    image: x:3\n", Upgrade: true, Detach: true}
+	in := UpRequest{StackFiles: StackFiles{Compose: "services:\n  web:\n    image: x:3\n"}, Upgrade: true, Detach: true}
 	w := s.do(http.MethodPost, "/api/v1/environments/prod/stacks/app/up", key, upBody(t, in))
 	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "finish or roll back first, or pass --confirm-upgrade") {
 		t.Fatalf("second upgrade: %d %s, want 409 with the way out", w.Code, w.Body)
