@@ -272,6 +272,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return d.Reconcile(ctx)
 		}})
 	goLoop(ctrs.Run)
+	views.Charts = ctrs // the status pages draw the samples' charts too
 	ctrAPI := &server.ContainerAPI{Containers: ctrs, Authz: authn.Authorizer(), Pages: templates.NewPages()}
 	ctrAPI.Register(secured)
 	ctrAPI.RegisterPages(root)

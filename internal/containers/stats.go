@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"sort"
 	"sync"
 	"time"
@@ -339,4 +340,20 @@ func (s *Service) SampleNow(ctx context.Context, env string) {
 			s.sampleOnce(ctx, w)
 		}
 	}
+}
+
+// HostCharts are the last hour's charts of every host of env, by host name.
+func (s *Service) HostCharts(env string) map[string][]template.HTML {
+	out := map[string][]template.HTML{}
+	for _, h := range s.HostStats(env) {
+		out[h.Host.Name] = Charts(h.Series)
+	}
+	return out
+}
+
+// ServiceCharts are the last hour's charts of a service, summed over its
+// containers on every host.
+func (s *Service) ServiceCharts(ctx context.Context, env, stack, service string) []template.HTML {
+	l := s.List(ctx, env, Filter{Stack: stack, Service: service})
+	return Charts(s.GroupStats(stack+"/"+service, l.Containers))
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"sort"
@@ -106,6 +107,7 @@ type hostRow struct {
 	CPU, MemUsed, Disk, Net        string // sums over dockmaster's running containers
 	Containers                     int
 	Err                            string
+	Charts                         []template.HTML // last hour's use
 }
 
 type serviceRow struct {
@@ -187,8 +189,16 @@ func (v *Views) environment(c *gin.Context) {
 				Link: "/environments/" + e.Name + "/stacks/" + stack + "/services/" + s.Name})
 		}
 	}
+	var charts map[string][]template.HTML
+	if v.Charts != nil {
+		charts = v.Charts.HostCharts(e.Name)
+		for _, name := range sortedKeys(charts) {
+			addHost(name)
+		}
+	}
 	for _, name := range order {
 		r := rows[name]
+		r.Charts = charts[name]
 		if u := usage[name]; u != nil {
 			r.CPU = fmt.Sprintf("%.1f%%", u.CPUPercent)
 			r.MemUsed = humanBytes(u.MemUsage)
@@ -239,7 +249,8 @@ type serviceData struct {
 	LogsError   string
 	Revisions   []revisionRow
 	StatusError string
-	LB          []LBRuleJSON // load balancer rules and healthy backends (discovery.go)
+	LB          []LBRuleJSON    // load balancer rules and healthy backends (discovery.go)
+	Charts      []template.HTML // last hour's use, summed over the containers
 }
 
 func (v *Views) service(c *gin.Context) {
@@ -279,6 +290,9 @@ func (v *Views) service(c *gin.Context) {
 				Version: ct.Version, Image: img, State: ct.State, Health: ct.Health, Ports: portList(ct.Ports),
 				Started: when(ct.StartedAt), Old: old})
 		}
+	}
+	if v.Charts != nil {
+		data.Charts = v.Charts.ServiceCharts(ctx, env, stack, name)
 	}
 	// Logs can carry what environment variables hold: same permission.
 	if data.ShowSecrets && len(data.Containers) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -312,5 +313,37 @@ func TestTicketFormsActAsTheSessionUser(t *testing.T) {
 	w = s.do(http.MethodPost, "/tickets/DEPLOY-3/rollback", own, form(own.csrf))
 	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "Cannot rollback DEPLOY-3") {
 		t.Errorf("rollback of a done ticket: %d %s, want 409 page", w.Code, w.Body)
+	}
+}
+
+// fakeCharts draws a marker instead of the sampled SVG charts.
+type fakeCharts struct{}
+
+func (fakeCharts) HostCharts(env string) map[string][]template.HTML {
+	return map[string][]template.HTML{"h1": {`<svg class="chart-h1-` + template.HTML(env) + `"></svg>`}}
+}
+
+func (fakeCharts) ServiceCharts(_ context.Context, env, stack, service string) []template.HTML {
+	return []template.HTML{template.HTML(`<svg class="chart-` + stack + `-` + service + `"></svg>`)}
+}
+
+// The environment page draws each host's charts and the service page the
+// service's, as the containers pages do.
+func TestStatusPagesDrawCharts(t *testing.T) {
+	s := statusFixture(t)
+	s.srv = New(s.srv.log, nil)
+	if err := s.srv.UseAccess(s.auth, s.db, nil); err != nil {
+		t.Fatal(err)
+	}
+	registerViews(s.srv, s.auth, s.db, nil).Charts = fakeCharts{}
+	admin, _ := s.login("admin", adminPassword)
+	for path, marker := range map[string]string{
+		"/environments/prod":                          `<svg class="chart-h1-prod">`,
+		"/environments/prod/stacks/shop/services/web": `<svg class="chart-shop-web">`,
+	} {
+		w := s.do(http.MethodGet, path, admin)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), marker) {
+			t.Fatalf("GET %s: %d, want the chart %s in:\n%s", path, w.Code, marker, w.Body)
+		}
 	}
 }

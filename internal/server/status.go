@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -64,6 +65,15 @@ type Views struct {
 	// ProbeTimeout bounds each stack status (Docker calls, health probes)
 	// so one unreachable host cannot hang a page; default 5s.
 	ProbeTimeout time.Duration
+	// Charts draws the last hour's resource use (inline SVG) of hosts and
+	// services; nil draws none.
+	Charts ChartSource
+}
+
+// ChartSource draws resource charts (*containers.Service is one).
+type ChartSource interface {
+	HostCharts(env string) map[string][]template.HTML
+	ServiceCharts(ctx context.Context, env, stack, service string) []template.HTML
 }
 
 // RegisterAPI mounts GET /status under api (the /api/v1 group). It lists
