@@ -196,7 +196,7 @@ func newSSOServer(t *testing.T, p *oidcProvider) *ssoServer {
 		t.Fatal(err)
 	}
 	sso.Register(a.Routes(&srv.Engine.RouterGroup))
-	(&server.EnvironmentAPI{Store: db, Inventory: inventory.New(db, log, time.Hour), Auth: a}).Register(a.Routes(srv.Engine.Group("/api/v1")))
+	(&server.EnvironmentAPI{Store: db, Inventory: inventory.New(db, log, time.Hour, nil), Auth: a}).Register(a.Routes(srv.Engine.Group("/api/v1")))
 	if u := a.Registry().Undeclared(srv.Engine.Routes()); len(u) > 0 {
 		t.Fatalf("undeclared routes %v", u)
 	}

@@ -94,9 +94,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	elector := newElector(cfg, log) // leader: see the deploys block
 
-	inv := inventory.New(db, log, 10*time.Second)
-	goLoop(inv.Run)
-
 	srv := server.New(log, map[string]server.ReadyChecker{"store": db})
 	// access: before any other group or route, so every route gets it.
 	authn, err := auth.New(auth.Options{Store: db, Config: cfg.Auth, PublicURL: cfg.PublicURL,
@@ -128,6 +125,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// hostTLS is a host's client TLS configuration (nil: plain), for every
+	// client of a host that is not the fleet's (which opens it itself).
+	sealedTLS := fleet.SealedTLS(db, sealer)
+	hostTLS := func(ctx context.Context, h store.Host) (*tls.Config, error) {
+		m, err := sealedTLS(ctx, h)
+		if err != nil || m.IsZero() {
+			return nil, err
+		}
+		return m.Config("")
+	}
+	inv := inventory.New(db, log, 10*time.Second, hostTLS)
+	goLoop(inv.Run)
 	(&server.EnvironmentAPI{Store: db, Inventory: inv, Auth: authn}).Register(secured)
 	(&server.RegistrationAPI{Store: db, Sealer: sealer, PublicURL: cfg.PublicURL}).Register(secured)
 	if cfg.Auth.OIDC.Enabled() { // single sign-on: /login/oidc and its callback
@@ -169,7 +178,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// stacks: the one fleet of per-environment deployers (reuse
 	// `deployers` for anything that acts on containers); jobs run in the
 	// loops' context so a shutdown interrupts them resumably.
-	deployers := fleet.New(fleet.Options{Store: db, TLS: fleet.SealedTLS(db, sealer),
+	deployers := fleet.New(fleet.Options{Store: db, TLS: sealedTLS,
 		Discovery:       discoveryRuntime(cfg, authn.SigningKey()), // discovery: LB containers, resolver (lb.go)
 		RescheduleAfter: time.Duration(cfg.RescheduleAfter)})
 	defer deployers.Close()
@@ -248,19 +257,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// containers: every container of every host (a cache kept fresh by
 	// Docker events), actions, logs, exec terminals, resource sampling. A
 	// stop or remove of a managed container runs the reconciler.
-	hostTLS := fleet.SealedTLS(db, sealer)
 	statsEvery, err := envDuration("DOCKMASTER_STATS_INTERVAL", 10*time.Second) // containers.go
 	if err != nil {
 		return err
 	}
 	ctrs := containers.New(containers.Options{Hosts: db, Log: log, StatsInterval: statsEvery,
-		Dial: containers.TLSDialer(func(ctx context.Context, h store.Host) (*tls.Config, error) {
-			m, err := hostTLS(ctx, h)
-			if err != nil || m.IsZero() {
-				return nil, err
-			}
-			return m.Config("")
-		}),
+		Dial: containers.TLSDialer(hostTLS),
 		Reconcile: func(ctx context.Context, env string) error {
 			if !elector.Leader() { // leader: one replica reconciles
 				return nil

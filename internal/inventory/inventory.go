@@ -5,8 +5,10 @@ package inventory
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -43,20 +45,25 @@ type entry struct {
 	status HostStatus
 }
 
+// TLSFor gives a host's client TLS configuration (nil: plain).
+type TLSFor func(ctx context.Context, h store.Host) (*tls.Config, error)
+
 // Monitor pings every host at an interval. Safe for concurrent use.
 type Monitor struct {
 	src      HostSource
 	log      *slog.Logger
 	interval time.Duration
 	timeout  time.Duration
+	tlsFor   TLSFor
 
 	mu    sync.RWMutex
 	hosts map[string]*entry // key: env/name
 }
 
-// New returns a monitor; call Run to start pinging.
-func New(src HostSource, log *slog.Logger, interval time.Duration) *Monitor {
-	return &Monitor{src: src, log: log, interval: interval, timeout: 3 * time.Second, hosts: map[string]*entry{}}
+// New returns a monitor; call Run to start pinging. tlsFor may be nil
+// (every host plain).
+func New(src HostSource, log *slog.Logger, interval time.Duration, tlsFor TLSFor) *Monitor {
+	return &Monitor{src: src, log: log, interval: interval, timeout: 3 * time.Second, tlsFor: tlsFor, hosts: map[string]*entry{}}
 }
 
 // Run refreshes until ctx is done, then closes the clients.
@@ -106,14 +113,27 @@ func (m *Monitor) entryFor(h store.Host) *entry {
 		e.cli.Close()
 	}
 	e = &entry{host: h, status: HostStatus{State: "unreachable"}}
-	e.cli, e.status.LastError = dial(h.Endpoint)
+	e.cli, e.status.LastError = m.dial(h)
 	m.hosts[key] = e
 	return e
 }
 
-// dial makes a client; the error, if any, is kept as the host's last error.
-func dial(endpoint string) (*client.Client, string) {
-	cli, err := client.NewClientWithOpts(client.WithHost(endpoint), client.WithAPIVersionNegotiation())
+// dial makes a client with the host's TLS material; the error, if any, is
+// kept as the host's last error.
+func (m *Monitor) dial(h store.Host) (*client.Client, string) {
+	opts := []client.Opt{client.WithHost(h.Endpoint), client.WithAPIVersionNegotiation()}
+	if m.tlsFor != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+		cfg, err := m.tlsFor(ctx, h)
+		cancel()
+		if err != nil {
+			return nil, err.Error()
+		}
+		if cfg != nil {
+			opts = append(opts, client.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}), client.WithScheme("https"))
+		}
+	}
+	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, err.Error()
 	}

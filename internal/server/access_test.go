@@ -90,7 +90,7 @@ func newAccessServer(t *testing.T, publicURL string) *accessServer {
 		t.Fatal(err)
 	}
 	api := srv.Engine.Group("/api/v1")
-	(&EnvironmentAPI{Store: db, Inventory: inventory.New(db, log, time.Hour), Auth: a}).Register(a.Routes(api))
+	(&EnvironmentAPI{Store: db, Inventory: inventory.New(db, log, time.Hour, nil), Auth: a}).Register(a.Routes(api))
 	sealer, err := seal.FromSecret(a.SigningKey(), "test")
 	if err != nil {
 		t.Fatal(err)
