@@ -3,6 +3,7 @@ package deployer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -100,4 +101,72 @@ type Store interface {
 	// UpdateService writes rec only if the stored state is still from
 	// (UPDATE ... WHERE state = from); ErrConflict otherwise.
 	UpdateService(ctx context.Context, rec ServiceRecord, from ServiceState) error
+}
+
+// beginFinish marks a held service finishing-upgrade (a record already
+// finishing is resumed as it is).
+func beginFinish(ctx context.Context, st Store, rec *ServiceRecord, o DeployOptions) error {
+	if rec.State != StateUpgraded {
+		return nil
+	}
+	return moveService(ctx, st, rec, StateFinishingUpgrade, "finish", o)
+}
+
+// endFinish records a finished upgrade: active at the new version, with no
+// old definition left to roll back to.
+func endFinish(ctx context.Context, st Store, rec ServiceRecord, o DeployOptions) error {
+	rec.Failed = ""
+	rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision = nil, "", "", 0
+	return moveService(ctx, st, &rec, StateActive, "finish", o)
+}
+
+// moveService writes rec in state to, conditional on its current state,
+// and reports the change.
+func moveService(ctx context.Context, st Store, rec *ServiceRecord, to ServiceState, op string, o DeployOptions) error {
+	from := rec.State
+	rec.State = to
+	if err := st.UpdateService(ctx, *rec, from); err != nil {
+		return fmt.Errorf("%s %s/%s: %w", op, rec.Stack, rec.Service, err)
+	}
+	o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(to)})
+	return nil
+}
+
+// rollbackServices returns every held or interrupted upgrade of a stack to
+// its previous definition: each is marked rolling-back, restore brings the
+// old definition back (back is the record to write), and it is recorded
+// active at the old version. A record found rolling back (a crash) is
+// restored again, so the walk is resumable; a finishing one is refused,
+// its old containers may be gone.
+func rollbackServices(ctx context.Context, st Store, env, stack string, o DeployOptions,
+	restore func(ctx context.Context, rec ServiceRecord, back *ServiceRecord) error) error {
+	recs, err := st.Services(ctx, env, stack)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.State == StateFinishingUpgrade {
+			return fmt.Errorf("rollback %s/%s: %w (%s: old containers may be gone)", stack, rec.Service, ErrBusy, rec.State)
+		}
+	}
+	for _, rec := range recs {
+		if rec.Old == nil || (rec.State != StateUpgrading && rec.State != StateUpgraded && rec.State != StateRollingBack) {
+			continue
+		}
+		if rec.State != StateRollingBack {
+			if err := moveService(ctx, st, &rec, StateRollingBack, "rollback", o); err != nil {
+				return err
+			}
+		}
+		back := rec
+		back.Spec, back.Deployment, back.Version, back.Revision = *rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision
+		back.Old, back.OldDeployment, back.OldVersion, back.OldRevision = nil, "", "", 0
+		if err := restore(ctx, rec, &back); err != nil {
+			return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
+		}
+		if err := moveService(ctx, st, &back, StateActive, "rollback", o); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -861,20 +861,11 @@ func (s *Swarm) Finish(ctx context.Context, stack string, progress func(Event)) 
 }
 
 func (s *Swarm) finishService(ctx context.Context, rec ServiceRecord, o DeployOptions) error {
-	if rec.State == StateUpgraded {
-		rec.State = StateFinishingUpgrade
-		if err := s.o.Store.UpdateService(ctx, rec, StateUpgraded); err != nil {
-			return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
-		}
-		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateFinishingUpgrade)})
+	// Swarm keeps the old tasks in its history and prunes them itself.
+	if err := beginFinish(ctx, s.o.Store, &rec, o); err != nil {
+		return err
 	}
-	rec.State, rec.Failed = StateActive, ""
-	rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision = nil, "", "", 0
-	if err := s.o.Store.UpdateService(ctx, rec, StateFinishingUpgrade); err != nil {
-		return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
-	}
-	o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateActive)})
-	return nil
+	return endFinish(ctx, s.o.Store, rec, o)
 }
 
 // Rollback returns every held or interrupted upgrade of the stack to its
@@ -889,40 +880,13 @@ func (s *Swarm) Rollback(ctx context.Context, stack string, progress func(Event)
 }
 
 func (s *Swarm) rollback(ctx context.Context, stack string, o DeployOptions) error {
-	recs, err := s.o.Store.Services(ctx, s.o.Env, stack)
-	if err != nil {
-		return err
-	}
-	for _, rec := range recs {
-		if rec.State == StateFinishingUpgrade {
-			return fmt.Errorf("rollback %s/%s: %w (%s)", stack, rec.Service, ErrBusy, rec.State)
+	return rollbackServices(ctx, s.o.Store, s.o.Env, stack, o, func(ctx context.Context, rec ServiceRecord, back *ServiceRecord) error {
+		if err := s.swarmRollback(ctx, rec, *back, o); err != nil {
+			return err
 		}
-	}
-	for _, rec := range recs {
-		if rec.Old == nil || (rec.State != StateUpgrading && rec.State != StateUpgraded && rec.State != StateRollingBack) {
-			continue
-		}
-		if rec.State != StateRollingBack {
-			from := rec.State
-			rec.State = StateRollingBack
-			if err := s.o.Store.UpdateService(ctx, rec, from); err != nil {
-				return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
-			}
-			o.emit(Event{Stack: stack, Service: rec.Service, Step: "state", Message: string(StateRollingBack)})
-		}
-		back := rec
-		back.Spec, back.Deployment, back.Version, back.Revision = *rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision
-		back.Old, back.OldDeployment, back.OldVersion, back.OldRevision = nil, "", "", 0
-		if err := s.swarmRollback(ctx, rec, back, o); err != nil {
-			return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
-		}
-		back.State, back.Failed = StateActive, ""
-		if err := s.o.Store.UpdateService(ctx, back, StateRollingBack); err != nil {
-			return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
-		}
-		o.emit(Event{Stack: stack, Service: rec.Service, Step: "state", Message: string(StateActive)})
-	}
-	return nil
+		back.Failed = ""
+		return nil
+	})
 }
 
 func (s *Swarm) swarmRollback(ctx context.Context, rec, back ServiceRecord, o DeployOptions) error {

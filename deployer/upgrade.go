@@ -264,12 +264,8 @@ func (d *Deployer) Finish(ctx context.Context, stack string, progress func(Event
 }
 
 func (d *Deployer) finishService(ctx context.Context, rec ServiceRecord, o DeployOptions) error {
-	if rec.State == StateUpgraded {
-		rec.State = StateFinishingUpgrade
-		if err := d.opts.Store.UpdateService(ctx, rec, StateUpgraded); err != nil {
-			return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
-		}
-		o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateFinishingUpgrade)})
+	if err := beginFinish(ctx, d.opts.Store, &rec, o); err != nil {
+		return err
 	}
 	snaps, err := d.snapshot(ctx, rec.Stack)
 	if err != nil {
@@ -292,13 +288,7 @@ func (d *Deployer) finishService(ctx context.Context, rec ServiceRecord, o Deplo
 	}); err != nil {
 		return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
 	}
-	rec.State, rec.Failed = StateActive, ""
-	rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision = nil, "", "", 0
-	if err := d.opts.Store.UpdateService(ctx, rec, StateFinishingUpgrade); err != nil {
-		return fmt.Errorf("finish %s/%s: %w", rec.Stack, rec.Service, err)
-	}
-	o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateActive)})
-	return nil
+	return endFinish(ctx, d.opts.Store, rec, o)
 }
 
 // Rollback returns every held or interrupted upgrade of the stack to its
@@ -311,29 +301,7 @@ func (d *Deployer) Rollback(ctx context.Context, stack string, progress func(Eve
 }
 
 func (d *Deployer) rollback(ctx context.Context, stack string, o DeployOptions) error {
-	recs, err := d.opts.Store.Services(ctx, d.opts.Env, stack)
-	if err != nil {
-		return err
-	}
-	for _, rec := range recs {
-		if rec.State == StateFinishingUpgrade {
-			return fmt.Errorf("rollback %s/%s: %w (%s: old containers may be gone)", stack, rec.Service, ErrBusy, rec.State)
-		}
-	}
-	for _, rec := range recs {
-		if rec.Old == nil || (rec.State != StateUpgrading && rec.State != StateUpgraded && rec.State != StateRollingBack) {
-			continue
-		}
-		if rec.State != StateRollingBack {
-			from := rec.State
-			rec.State = StateRollingBack
-			if err := d.opts.Store.UpdateService(ctx, rec, from); err != nil {
-				return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
-			}
-			o.emit(Event{Stack: stack, Service: rec.Service, Step: "state", Message: string(StateRollingBack)})
-		}
-		back := rec
-		back.Spec, back.Deployment, back.Version, back.Revision = *rec.Old, rec.OldDeployment, rec.OldVersion, rec.OldRevision
+	return rollbackServices(ctx, d.opts.Store, d.opts.Env, stack, o, func(ctx context.Context, rec ServiceRecord, back *ServiceRecord) error {
 		// Restart the warm old containers (an exited one is restarted
 		// whatever its strategy), then remove everything else.
 		spec := *rec.Old
@@ -342,16 +310,6 @@ func (d *Deployer) rollback(ctx context.Context, stack string, o DeployOptions) 
 			hc.Strategy = ""
 			spec.HealthCheck = &hc
 		}
-		if err := d.converge(ctx, back, spec, scaleOf(*rec.Old), "", true, o); err != nil {
-			return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
-		}
-		back.Spec = *rec.Old
-		back.State = StateActive
-		back.Old, back.OldDeployment, back.OldVersion, back.OldRevision = nil, "", "", 0
-		if err := d.opts.Store.UpdateService(ctx, back, StateRollingBack); err != nil {
-			return fmt.Errorf("rollback %s/%s: %w", stack, rec.Service, err)
-		}
-		o.emit(Event{Stack: stack, Service: rec.Service, Step: "state", Message: string(StateActive)})
-	}
-	return nil
+		return d.converge(ctx, *back, spec, scaleOf(*rec.Old), "", true, o)
+	})
 }
