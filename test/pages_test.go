@@ -41,15 +41,28 @@ func removeStackOnCleanup(t *testing.T, h *testenv.Host) {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		f := filters.NewArgs(filters.Arg("label", "io.dockmaster.env"))
-		cs, _ := h.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-		for _, c := range cs {
-			_ = h.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-		}
-		ns, _ := h.Client.NetworkList(ctx, network.ListOptions{Filters: f})
-		for _, n := range ns {
-			if err := h.Client.NetworkRemove(ctx, n.ID); err != nil {
-				t.Errorf("remove network %s: %v", n.Name, err)
+		// A container create the killed service sent just before may still
+		// land: sweep until a pass finds nothing left to remove.
+		var last error
+		for range 10 {
+			cs, _ := h.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+			for _, c := range cs {
+				_ = h.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 			}
+			ns, _ := h.Client.NetworkList(ctx, network.ListOptions{Filters: f})
+			last = nil
+			for _, n := range ns {
+				if err := h.Client.NetworkRemove(ctx, n.ID); err != nil {
+					last = fmt.Errorf("remove network %s: %w", n.Name, err)
+				}
+			}
+			if len(cs) == 0 && len(ns) == 0 {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if last != nil {
+			t.Error(last)
 		}
 	})
 }
