@@ -132,6 +132,37 @@ func moveService(ctx context.Context, st Store, rec *ServiceRecord, to ServiceSt
 	return nil
 }
 
+// finishServices confirms a stack's held upgrades: an interrupted one
+// (upgrading) is first completed by rollout, then finish removes what the
+// old definition left and records the service active. A stack rolling back
+// is refused. Idempotent: active services are left as they are.
+func finishServices(ctx context.Context, st Store, env, stack string,
+	rollout, finish func(ctx context.Context, rec ServiceRecord) error) error {
+	recs, err := st.Services(ctx, env, stack)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.State == StateRollingBack {
+			return fmt.Errorf("finish %s/%s: %w (%s)", stack, rec.Service, ErrBusy, rec.State)
+		}
+	}
+	for _, rec := range recs {
+		if rec.State == StateUpgrading {
+			if err := rollout(ctx, rec); err != nil {
+				return fmt.Errorf("finish %s/%s: complete interrupted upgrade: %w", stack, rec.Service, err)
+			}
+			rec.State = StateUpgraded
+		}
+		if rec.State == StateUpgraded || rec.State == StateFinishingUpgrade {
+			if err := finish(ctx, rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // rollbackServices returns every held or interrupted upgrade of a stack to
 // its previous definition: each is marked rolling-back, restore brings the
 // old definition back (back is the record to write), and it is recorded

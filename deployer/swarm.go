@@ -835,29 +835,9 @@ func (s *Swarm) failUpgrade(ctx context.Context, rec ServiceRecord, err error, o
 func (s *Swarm) Finish(ctx context.Context, stack string, progress func(Event)) error {
 	defer s.lock(stack)()
 	o := DeployOptions{Progress: progress, NoAutoRollback: true}
-	recs, err := s.o.Store.Services(ctx, s.o.Env, stack)
-	if err != nil {
-		return err
-	}
-	for _, rec := range recs {
-		if rec.State == StateRollingBack {
-			return fmt.Errorf("finish %s/%s: %w (%s)", stack, rec.Service, ErrBusy, rec.State)
-		}
-	}
-	for _, rec := range recs {
-		if rec.State == StateUpgrading {
-			if err := s.rollout(ctx, rec, o); err != nil {
-				return fmt.Errorf("finish %s/%s: complete interrupted upgrade: %w", stack, rec.Service, err)
-			}
-			rec.State = StateUpgraded
-		}
-		if rec.State == StateUpgraded || rec.State == StateFinishingUpgrade {
-			if err := s.finishService(ctx, rec, o); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return finishServices(ctx, s.o.Store, s.o.Env, stack,
+		func(ctx context.Context, rec ServiceRecord) error { return s.rollout(ctx, rec, o) },
+		func(ctx context.Context, rec ServiceRecord) error { return s.finishService(ctx, rec, o) })
 }
 
 func (s *Swarm) finishService(ctx context.Context, rec ServiceRecord, o DeployOptions) error {

@@ -238,29 +238,9 @@ func markStopped(snaps []HostSnapshot, cs []Container) []HostSnapshot {
 func (d *Deployer) Finish(ctx context.Context, stack string, progress func(Event)) error {
 	defer d.lock(stack)()
 	o := DeployOptions{Progress: progress, NoAutoRollback: true}
-	recs, err := d.opts.Store.Services(ctx, d.opts.Env, stack)
-	if err != nil {
-		return err
-	}
-	for _, rec := range recs {
-		if rec.State == StateRollingBack {
-			return fmt.Errorf("finish %s/%s: %w (%s)", stack, rec.Service, ErrBusy, rec.State)
-		}
-	}
-	for _, rec := range recs {
-		if rec.State == StateUpgrading {
-			if err := d.rollout(ctx, rec, o); err != nil {
-				return fmt.Errorf("finish %s/%s: complete interrupted upgrade: %w", stack, rec.Service, err)
-			}
-			rec.State = StateUpgraded
-		}
-		if rec.State == StateUpgraded || rec.State == StateFinishingUpgrade {
-			if err := d.finishService(ctx, rec, o); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return finishServices(ctx, d.opts.Store, d.opts.Env, stack,
+		func(ctx context.Context, rec ServiceRecord) error { return d.rollout(ctx, rec, o) },
+		func(ctx context.Context, rec ServiceRecord) error { return d.finishService(ctx, rec, o) })
 }
 
 func (d *Deployer) finishService(ctx context.Context, rec ServiceRecord, o DeployOptions) error {

@@ -97,9 +97,8 @@ func (c *apiClient) post(ctx context.Context, path string, in, out any) error {
 	return c.do(ctx, http.MethodPost, path, nil, in, out)
 }
 
-// do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not
-// nil; a *json.RawMessage receives the body as is).
-func (c *apiClient) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+// request builds an authenticated request sending in (if not nil) as JSON.
+func (c *apiClient) request(ctx context.Context, method, path string, query url.Values, in any, accept string) (*http.Request, error) {
 	target := c.base + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
@@ -108,32 +107,42 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.access != "" {
 		req.SetBasicAuth(c.access, c.secret)
 	}
+	return req, nil
+}
+
+// do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not
+// nil; a *json.RawMessage receives the body as is).
+func (c *apiClient) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	req, err := c.request(ctx, method, path, query, in, "application/json")
+	if err != nil {
+		return err
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, target, err)
+		return fmt.Errorf("%s %s: %w", method, req.URL.String(), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("%s %s: reading answer: %w", method, target, err)
+		return fmt.Errorf("%s %s: reading answer: %w", method, req.URL.String(), err)
 	}
 	if resp.StatusCode/100 != 2 {
-		e := &apiError{Method: method, URL: target, Status: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
+		e := &apiError{Method: method, URL: req.URL.String(), Status: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
 		var msg struct {
 			Error string `json:"error"`
 		}
@@ -146,7 +155,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: answer is not the expected JSON: %w", method, target, err)
+		return fmt.Errorf("%s %s: answer is not the expected JSON: %w", method, req.URL.String(), err)
 	}
 	return nil
 }

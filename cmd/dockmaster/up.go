@@ -335,37 +335,18 @@ func (s *svcProgress) line(name string) string {
 // stream sends in as JSON and calls line for every line of a 2xx answer
 // (NDJSON). Unlike do it has no overall timeout: upgrades take minutes.
 func (c *apiClient) stream(ctx context.Context, method, path string, query url.Values, in any, line func([]byte) error) error {
-	target := c.base + path
-	if len(query) > 0 {
-		target += "?" + query.Encode()
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	req, err := c.request(ctx, method, path, query, in, "application/x-ndjson")
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/x-ndjson")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.access != "" {
-		req.SetBasicAuth(c.access, c.secret)
-	}
 	resp, err := (&http.Client{}).Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, target, err)
+		return fmt.Errorf("%s %s: %w", method, req.URL.String(), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		e := &apiError{Method: method, URL: target, Status: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
+		e := &apiError{Method: method, URL: req.URL.String(), Status: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
 		var msg struct {
 			Error string `json:"error"`
 		}
@@ -385,7 +366,7 @@ func (c *apiClient) stream(ctx context.Context, method, path string, query url.V
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s %s: reading answer: %w", method, target, err)
+		return fmt.Errorf("%s %s: reading answer: %w", method, req.URL.String(), err)
 	}
 	return nil
 }
