@@ -9,9 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,32 +30,17 @@ const (
 // returns its file:// URL and the head commit.
 func gitRepo(t *testing.T, buildSleep int) (string, string) {
 	t.Helper()
-	dir := t.TempDir()
-	run := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Alice", "GIT_AUTHOR_EMAIL=alice@example.com",
-			"GIT_COMMITTER_NAME=Alice", "GIT_COMMITTER_EMAIL=alice@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("init", "-q", "-b", "main")
+	repo := testenv.NewGitRepo(t)
 	dockerfile := "FROM " + testenv.BaseImage + "\nARG VERSION\n"
 	if buildSleep > 0 {
 		// The nonce defeats the layer cache, so the build really takes that long.
 		dockerfile += fmt.Sprintf("RUN echo %d && sleep %d\n", time.Now().UnixNano(), buildSleep)
 	}
 	dockerfile += "RUN echo \"$VERSION\" > /version\nCMD [\"cat\", \"/version\"]\n"
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run("add", ".")
-	run("commit", "-q", "-m", "Release 1.0.1")
-	run("checkout", "-q", "-b", "release/1.0.1")
-	return "file://" + dir, run("rev-parse", "HEAD")
+	repo.Write("Dockerfile", dockerfile)
+	repo.Commit("Release 1.0.1")
+	repo.Git("checkout", "-q", "-b", "release/1.0.1")
+	return repo.URL(), repo.Git("rev-parse", "HEAD")
 }
 
 // signedPush sends a GitHub push webhook for branch at sha.

@@ -3,9 +3,8 @@ package deploys
 import (
 	"context"
 	"errors"
+	"github.com/dockmaster/dockmaster/internal/testenv"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,28 +16,8 @@ import (
 // fetch of HEAD cannot find them. It returns the URL and the commits.
 func gitRepo(t *testing.T) (url, branchSHA, tagSHA string) {
 	t.Helper()
-	dir := t.TempDir()
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=A", "GIT_AUTHOR_EMAIL=a@example.com",
-			"GIT_COMMITTER_NAME=A", "GIT_COMMITTER_EMAIL=a@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	write := func(name, text string) {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	git("init", "-q", "-b", "main")
+	repo := testenv.NewGitRepo(t)
+	dir, git, write := repo.Dir, repo.Git, repo.Write
 	write("README", "main\n")
 	git("add", ".")
 	git("commit", "-q", "-m", "main")
