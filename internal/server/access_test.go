@@ -378,12 +378,7 @@ func TestBearerKeyAndEnvKeyScope(t *testing.T) {
 	if w := s.do(http.MethodGet, "/api/v1/environments/staging", nil, bearer); w.Code != http.StatusForbidden {
 		t.Fatalf("staging with a prod key: %d, want 403", w.Code)
 	}
-	// Flip the first character so the secret always differs.
-	flipped := "x"
-	if k.Secret[0] == 'x' {
-		flipped = "y"
-	}
-	wrong := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+k.AccessKey+":"+flipped+k.Secret[1:]) }
+	wrong := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+k.AccessKey+":"+flipFirst(k.Secret)) }
 	if w := s.do(http.MethodGet, "/api/v1/environments/prod", nil, wrong); w.Code != http.StatusUnauthorized {
 		t.Fatalf("wrong secret: %d, want 401", w.Code)
 	}
@@ -409,7 +404,7 @@ func TestSessionCookieCSRFAndLogout(t *testing.T) {
 	if w := s.do(http.MethodPost, "/api/v1/keys", c, body); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "CSRF") {
 		t.Fatalf("no CSRF token: %d %s, want 403", w.Code, w.Body)
 	}
-	wrongTok := func(r *http.Request) { r.Header.Set(auth.CSRFHeader, "x"+c.csrf[1:]) }
+	wrongTok := func(r *http.Request) { r.Header.Set(auth.CSRFHeader, flipFirst(c.csrf)) }
 	if w := s.do(http.MethodPost, "/api/v1/keys", c, withBody("application/json", `{}`), wrongTok); w.Code != http.StatusForbidden {
 		t.Fatalf("wrong CSRF token: %d", w.Code)
 	}
@@ -611,4 +606,12 @@ func dumpDB(t *testing.T, db *store.DB) string {
 		r.Close()
 	}
 	return out.String()
+}
+
+// flipFirst changes a token's first character, so it always differs.
+func flipFirst(s string) string {
+	if s[0] == 'x' {
+		return "y" + s[1:]
+	}
+	return "x" + s[1:]
 }
