@@ -130,7 +130,7 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 		out  *benchFigures
 	}{
 		{"group", ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}, &rep.Group},
-		{"onetx", ingest.Options{MaxBatch: 1}, &rep.OneTx},
+		{"onetx", ingest.Options{MaxBatch: 1, SyncEachCommit: true}, &rep.OneTx},
 	}
 	var problems []string
 	for _, sc := range scenarios {

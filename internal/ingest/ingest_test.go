@@ -14,14 +14,15 @@ import (
 	"github.com/dockmaster/dockmaster/internal/store"
 )
 
-func openStore(t *testing.T) *store.DB {
+func openStore(t *testing.T) (*store.DB, *store.DeliveryWriter) {
 	t.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	w := db.DeliveryWriter()
+	t.Cleanup(func() { w.Close(); db.Close() })
+	return db, w
 }
 
 func delivery(id string) store.NewDelivery {
@@ -91,8 +92,8 @@ func submitAll(c *Committer, ids []string) []chan answer {
 }
 
 func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
-	db := openStore(t)
-	rec := &recorder{BatchWriter: db}
+	db, w := openStore(t)
+	rec := &recorder{BatchWriter: w}
 	var commits atomic.Int32
 	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
 	// Queue everything before the committer runs, so it is one batch.
@@ -132,7 +133,8 @@ func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
 }
 
 func TestMaxBatch(t *testing.T) {
-	rec := &recorder{BatchWriter: openStore(t)}
+	_, w := openStore(t)
+	rec := &recorder{BatchWriter: w}
 	c := New(rec, Options{MaxBatch: 1})
 	answers := submitAll(c, []string{"a", "b", "c"})
 	waitPending(t, c, 3)
@@ -150,7 +152,8 @@ func TestMaxBatch(t *testing.T) {
 
 func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
 	boom := errors.New("disk on fire")
-	rec := &recorder{BatchWriter: openStore(t), fail: boom}
+	_, w := openStore(t)
+	rec := &recorder{BatchWriter: w, fail: boom}
 	var commits atomic.Int32
 	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
 	answers := submitAll(c, []string{"a", "b", "c"})
@@ -173,8 +176,8 @@ func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
 // TestStopDrains: whatever was submitted before the stop is committed and
 // answered; submissions after it fail with ErrStopped.
 func TestStopDrains(t *testing.T) {
-	db := openStore(t)
-	c := New(db, Options{MaxBatch: 8})
+	db, w := openStore(t)
+	c := New(w, Options{MaxBatch: 8})
 	ids := make([]string, 50)
 	for i := range ids {
 		ids[i] = fmt.Sprint(i)
@@ -200,9 +203,7 @@ func TestStopDrains(t *testing.T) {
 }
 
 func TestConcurrentSubmitters(t *testing.T) {
-	db := openStore(t)
-	w := db.DeliveryWriter()
-	defer w.Close()
+	db, w := openStore(t)
 	rec := &recorder{BatchWriter: w}
 	c := New(rec, Options{Linger: 200 * time.Microsecond})
 	stop := start(t, c)
@@ -234,5 +235,85 @@ func TestConcurrentSubmitters(t *testing.T) {
 	}
 	if total != n {
 		t.Errorf("batches hold %d deliveries, want %d", total, n)
+	}
+}
+
+// gatedSync holds every Sync until release is closed, and records each
+// Sync's start.
+type gatedSync struct {
+	*recorder
+	release chan struct{}
+	syncs   chan struct{} // a value per Sync started
+	fail    error
+}
+
+func (g *gatedSync) Sync() error {
+	g.syncs <- struct{}{}
+	<-g.release
+	if g.fail != nil {
+		return g.fail
+	}
+	return g.recorder.Sync()
+}
+
+// TestAnsweredOnlyAfterSync: a committed batch is not acknowledged until the
+// writer's Sync returns, and while it syncs the next batch is written, but
+// not the one after (one batch in flight beside the syncing one).
+func TestAnsweredOnlyAfterSync(t *testing.T) {
+	_, w := openStore(t)
+	g := &gatedSync{recorder: &recorder{BatchWriter: w}, release: make(chan struct{}), syncs: make(chan struct{}, 16)}
+	c := New(g, Options{MaxBatch: 1})
+	stop := start(t, c)
+	defer stop()
+	answers := submitAll(c, []string{"a"})
+	<-g.syncs // "a" is committed and its Sync has started
+	more := submitAll(c, []string{"b", "c"})
+	deadline := time.Now().Add(5 * time.Second)
+	for len(g.batches()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // room for a wrong third write
+	if got := len(g.batches()); got != 2 {
+		t.Fatalf("%d batches written while the first syncs, want 2 (the next one only)", got)
+	}
+	select {
+	case a := <-answers[0]:
+		t.Fatalf("answered before its sync finished: %+v", a)
+	default:
+	}
+	close(g.release)
+	for _, ch := range append(answers, more...) {
+		if a := <-ch; a.err != nil || a.res.ID == 0 {
+			t.Fatalf("answer %+v", a)
+		}
+	}
+	if b, d := c.Stats(); b != 3 || d != 3 {
+		t.Errorf("stats %d batches, %d deliveries; want 3, 3", b, d)
+	}
+}
+
+// TestFailedSyncIsNotAcknowledged: when Sync fails, every delivery it was
+// to make durable is answered with the error (the sender retries).
+func TestFailedSyncIsNotAcknowledged(t *testing.T) {
+	_, w := openStore(t)
+	boom := errors.New("fsync: I/O error")
+	g := &gatedSync{recorder: &recorder{BatchWriter: w}, release: make(chan struct{}), syncs: make(chan struct{}, 16), fail: boom}
+	close(g.release)
+	var commits atomic.Int32
+	c := New(g, Options{OnCommit: func() { commits.Add(1) }})
+	answers := submitAll(c, []string{"a", "b"})
+	waitPending(t, c, 2)
+	stop := start(t, c)
+	defer stop()
+	for _, ch := range answers {
+		if a := <-ch; !errors.Is(a.err, boom) {
+			t.Errorf("answer %+v, want %v", a, boom)
+		}
+	}
+	if commits.Load() != 0 {
+		t.Error("OnCommit ran for a batch whose sync failed")
+	}
+	if b, _ := c.Stats(); b != 0 || c.failures.Load() != 1 {
+		t.Errorf("%d batches counted durable, %d failures; want 0, 1", b, c.failures.Load())
 	}
 }

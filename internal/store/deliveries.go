@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -67,12 +68,15 @@ type InsertResult struct {
 }
 
 const (
+	// insertDeliverySQL stores a new delivery and inserts nothing for a
+	// (provider, delivery id) already stored; countDuplicateSQL then counts
+	// the copy and reads the original.
 	insertDeliverySQL = `INSERT INTO deliveries
 		(provider, delivery_id, event_name, repository, verdict, reason, headers, body, event_kind, event, actionable, received_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(provider, delivery_id) DO UPDATE SET duplicates = deliveries.duplicates + 1
-		RETURNING id, duplicates, verdict`
-	insertEventSQL = `INSERT INTO events(delivery, kind, payload, created_at) VALUES (?, ?, ?, ?) RETURNING id`
+		ON CONFLICT(provider, delivery_id) DO NOTHING`
+	countDuplicateSQL = `UPDATE deliveries SET duplicates = duplicates + 1 WHERE provider = ? AND delivery_id = ? RETURNING id, verdict`
+	insertEventSQL    = `INSERT INTO events(delivery, kind, payload, created_at) VALUES (?, ?, ?, ?)`
 	// dbTimeFmt is the schema's strftime('%Y-%m-%dT%H:%M:%fZ'), written from Go
 	// because SQLite's strftime costs more than the rest of an insert.
 	dbTimeFmt = "2006-01-02T15:04:05.000Z"
@@ -85,17 +89,12 @@ const (
 func (db *DB) InsertDeliveries(ctx context.Context, ds []NewDelivery) ([]InsertResult, error) {
 	var out []InsertResult
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, insertDeliverySQL)
+		st, err := prepareDeliveryStmts(ctx, tx, db.dialect)
 		if err != nil {
 			return err
 		}
-		defer ins.Close()
-		ev, err := tx.PrepareContext(ctx, insertEventSQL)
-		if err != nil {
-			return err
-		}
-		defer ev.Close()
-		out, err = insertDeliveries(ctx, ins, ev, ds)
+		defer st.close()
+		out, err = st.insert(ctx, ds)
 		return err
 	})
 	if err != nil {
@@ -105,22 +104,33 @@ func (db *DB) InsertDeliveries(ctx context.Context, ds []NewDelivery) ([]InsertR
 }
 
 // DeliveryWriter is InsertDeliveries on one dedicated connection whose
-// statements stay prepared: the group committer's fast path. Its connection
-// never checkpoints the WAL itself; a goroutine of the writer does it in the
-// background every checkpointEvery deliveries, so that the copy into the
-// database and its fsync stay off the commit path. Not safe for concurrent
-// use; Close it when done (it stops that goroutine).
+// statements stay prepared: the group committer's fast path.
+//
+// On SQLite its commits are not durable until Sync: the connection runs with
+// synchronous=NORMAL (a commit only writes the WAL) and Sync fsyncs the WAL
+// file, so one fsync can cover several commits and can overlap the next
+// one. A process crash loses nothing committed (it is in the OS cache); a
+// power loss may lose commits not yet synced, and those were never
+// acknowledged. The connection never checkpoints the WAL itself; a goroutine
+// of the writer does it in the background every checkpointEvery deliveries,
+// so that the copy into the database and its fsync stay off the commit path.
+//
+// InsertDeliveries is not safe for concurrent use, but Sync may run alongside
+// it. Close the writer when done (it stops that goroutine).
 type DeliveryWriter struct {
-	db      *DB
-	conn    *sql.Conn
-	ins, ev *sql.Stmt
+	db    *DB
+	conn  *sql.Conn
+	stmts *deliveryStmts
 
 	written    int           // deliveries since the last checkpoint request
 	checkpoint chan struct{} // buffered 1; closed by Close
 	stopped    chan struct{} // closed when the checkpointer returns
 }
 
-const checkpointEvery = 512 // deliveries, roughly 300 WAL pages
+// checkpointEvery is in deliveries: about 1,200 WAL pages, near SQLite's own
+// autocheckpoint of 1,000. Rarer checkpoints copy each hot page once for many
+// commits, and their fsyncs collide less with the commits' own.
+const checkpointEvery = 2048
 
 // DeliveryWriter returns a writer; it takes a connection on first use.
 func (db *DB) DeliveryWriter() *DeliveryWriter { return &DeliveryWriter{db: db} }
@@ -131,23 +141,19 @@ func (w *DeliveryWriter) open(ctx context.Context) error {
 		return err
 	}
 	if w.db.dialect == SQLite {
-		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
-			conn.Close()
-			return err
+		for _, pragma := range []string{`PRAGMA wal_autocheckpoint=0`, `PRAGMA synchronous=NORMAL`} {
+			if _, err := conn.ExecContext(ctx, pragma); err != nil {
+				conn.Close()
+				return err
+			}
 		}
 	}
-	ins, err := conn.PrepareContext(ctx, insertDeliverySQL)
+	st, err := prepareDeliveryStmts(ctx, conn, w.db.dialect)
 	if err != nil {
 		conn.Close()
 		return err
 	}
-	ev, err := conn.PrepareContext(ctx, insertEventSQL)
-	if err != nil {
-		ins.Close()
-		conn.Close()
-		return err
-	}
-	w.conn, w.ins, w.ev = conn, ins, ev
+	w.conn, w.stmts = conn, st
 	if w.checkpoint == nil && w.db.dialect == SQLite { // PostgreSQL checkpoints by itself
 		w.checkpoint, w.stopped = make(chan struct{}, 1), make(chan struct{})
 		go w.checkpointer()
@@ -189,7 +195,7 @@ func (w *DeliveryWriter) insert(ctx context.Context, ds []NewDelivery) ([]Insert
 		w.release() // reopen next time rather than reuse a connection in doubt
 		return nil, err
 	}
-	out, err := insertDeliveries(ctx, w.ins, w.ev, ds)
+	out, err := w.stmts.insert(ctx, ds)
 	if err == nil {
 		if _, err = w.conn.ExecContext(ctx, `COMMIT`); err == nil {
 			if w.written += len(ds); w.written >= checkpointEvery && w.checkpoint != nil {
@@ -208,6 +214,24 @@ func (w *DeliveryWriter) insert(ctx context.Context, ds []NewDelivery) ([]Insert
 	return nil, err
 }
 
+// Sync makes every commit InsertDeliveries has returned durable: on SQLite
+// it fsyncs the WAL file (an fsync covers the file whatever descriptor
+// wrote it); on PostgreSQL a commit is already durable.
+func (w *DeliveryWriter) Sync() error {
+	if w.db.dialect != SQLite {
+		return nil
+	}
+	f, err := os.Open(w.db.path + "-wal")
+	if err != nil {
+		return fmt.Errorf("store: sync deliveries: %w", err)
+	}
+	defer f.Close()
+	if err := datasync(f); err != nil {
+		return fmt.Errorf("store: sync deliveries: %w", err)
+	}
+	return nil
+}
+
 // Close stops the checkpointer and releases the connection.
 func (w *DeliveryWriter) Close() error {
 	err := w.release()
@@ -224,15 +248,73 @@ func (w *DeliveryWriter) release() error {
 	if w.conn == nil {
 		return nil
 	}
-	w.ins.Close()
-	w.ev.Close()
+	w.stmts.close()
 	err := w.conn.Close()
-	w.conn, w.ins, w.ev = nil, nil, nil
+	w.conn, w.stmts = nil, nil
 	return err
 }
 
-// insertDeliveries runs inside an open transaction.
-func insertDeliveries(ctx context.Context, ins, ev *sql.Stmt, ds []NewDelivery) ([]InsertResult, error) {
+// deliveryStmts are the statements recording deliveries, prepared on one
+// transaction or connection.
+type deliveryStmts struct {
+	delivery, duplicate, event *sql.Stmt
+	// returning: PostgreSQL has no LastInsertId, so there the inserts
+	// return the new id. SQLite does not get RETURNING: it costs SQLite
+	// about as much as the insert itself.
+	returning bool
+}
+
+func prepareDeliveryStmts(ctx context.Context, p interface {
+	PrepareContext(context.Context, string) (*sql.Stmt, error)
+}, d Dialect) (*deliveryStmts, error) {
+	st := &deliveryStmts{returning: d == Postgres}
+	returning := ""
+	if st.returning {
+		returning = " RETURNING id"
+	}
+	for _, s := range []struct {
+		into **sql.Stmt
+		sql  string
+	}{{&st.delivery, insertDeliverySQL + returning}, {&st.duplicate, countDuplicateSQL}, {&st.event, insertEventSQL + returning}} {
+		var err error
+		if *s.into, err = p.PrepareContext(ctx, s.sql); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+func (st *deliveryStmts) close() {
+	for _, s := range []*sql.Stmt{st.delivery, st.duplicate, st.event} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// insertID runs an INSERT and returns the new row's id, or 0 when the
+// insert was skipped (ON CONFLICT DO NOTHING).
+func (st *deliveryStmts) insertID(ctx context.Context, s *sql.Stmt, args ...any) (int64, error) {
+	if st.returning {
+		var id int64
+		if err := s.QueryRowContext(ctx, args...).Scan(&id); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, err
+		}
+		return id, nil
+	}
+	res, err := s.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// insert records ds inside an open transaction.
+func (st *deliveryStmts) insert(ctx context.Context, ds []NewDelivery) ([]InsertResult, error) {
 	out := make([]InsertResult, len(ds))
 	now := time.Now().UTC().Format(dbTimeFmt)
 	for i := range ds {
@@ -252,20 +334,27 @@ func insertDeliveries(ctx context.Context, ins, ev *sql.Stmt, ds []NewDelivery) 
 		if body == nil {
 			body = []byte{}
 		}
-		var dups int
 		r := &out[i]
-		if err := ins.QueryRowContext(ctx, d.Provider, d.DeliveryID, d.EventName, d.Repository, string(d.Verdict),
-			d.Reason, string(headers), body, d.EventKind, event, d.Actionable, now).Scan(&r.ID, &dups, &r.Verdict); err != nil {
+		id, err := st.insertID(ctx, st.delivery, d.Provider, d.DeliveryID, d.EventName, d.Repository, string(d.Verdict),
+			d.Reason, string(headers), body, d.EventKind, event, d.Actionable, now)
+		if err != nil {
 			return nil, fmt.Errorf("delivery %s/%s: %w", d.Provider, d.DeliveryID, err)
 		}
-		r.Duplicate = dups > 0
-		if r.Duplicate || !d.Actionable {
+		if id == 0 {
+			r.Duplicate = true
+			if err := st.duplicate.QueryRowContext(ctx, d.Provider, d.DeliveryID).Scan(&r.ID, &r.Verdict); err != nil {
+				return nil, fmt.Errorf("delivery %s/%s: duplicate: %w", d.Provider, d.DeliveryID, err)
+			}
+			continue
+		}
+		r.ID, r.Verdict = id, d.Verdict
+		if !d.Actionable {
 			continue
 		}
 		if len(d.Event) == 0 {
 			return nil, fmt.Errorf("delivery %s/%s: actionable but no event", d.Provider, d.DeliveryID)
 		}
-		if err := ev.QueryRowContext(ctx, r.ID, d.EventKind, string(d.Event), now).Scan(&r.EventID); err != nil {
+		if r.EventID, err = st.insertID(ctx, st.event, r.ID, d.EventKind, string(d.Event), now); err != nil {
 			return nil, fmt.Errorf("delivery %s/%s: event: %w", d.Provider, d.DeliveryID, err)
 		}
 	}

@@ -268,3 +268,28 @@ func TestDeliveryWriterCheckpoints(t *testing.T) {
 		t.Fatalf("database file is %d bytes after %d deliveries, want >= %d: nothing was checkpointed", st.Size(), checkpointEvery, min)
 	}
 }
+
+// TestDeliveryWriterSyncs: on SQLite the writer's own connection commits
+// without an fsync (synchronous=NORMAL) and Sync makes its commits durable;
+// every other connection keeps synchronous=FULL.
+func TestDeliveryWriterSyncs(t *testing.T) {
+	db, _ := openTemp(t)
+	w := db.DeliveryWriter()
+	defer w.Close()
+	if _, err := w.InsertDeliveries(context.Background(), []NewDelivery{newDelivery("a", true)}); err != nil {
+		t.Fatal(err)
+	}
+	var writer, pool int
+	if err := w.conn.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&writer); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(`PRAGMA synchronous`).Scan(&pool); err != nil {
+		t.Fatal(err)
+	}
+	if writer != 1 || pool != 2 {
+		t.Errorf("synchronous: writer %d, pool %d; want 1 (NORMAL), 2 (FULL)", writer, pool)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+}
