@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bytedance/sonic"
 	"net/http"
 	"os"
 	"strings"
@@ -51,7 +52,7 @@ type NewDelivery struct {
 // Encode serializes the headers ahead of InsertDeliveries, on the caller's
 // goroutine. Calling it is optional.
 func (d *NewDelivery) Encode() error {
-	b, err := json.Marshal(nonNilHeader(d.Headers))
+	b, err := sonic.ConfigStd.Marshal(nonNilHeader(d.Headers)) // encoding/json's output, faster: the webhook hot path
 	if err != nil {
 		return fmt.Errorf("delivery %s/%s: headers: %w", d.Provider, d.DeliveryID, err)
 	}
