@@ -77,8 +77,14 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// benchReport holds the figures of one in-process run.
+// benchReport holds the figures of one in-process run: one set per way of
+// connecting.
 type benchReport struct {
+	KeepAlive, ConnPerHook connFigures
+}
+
+// connFigures are the three scenarios under one way of connecting.
+type connFigures struct {
 	Bare, Group, OneTx benchFigures
 }
 
@@ -102,44 +108,89 @@ func benchHooks(prefix, secret string, n int) []loadgen.Hook {
 	return hooks
 }
 
-// benchWebhooks runs the three in-process scenarios, prints the table, the
-// ratios against the goals, and the store check. It fails only if an
-// acknowledged delivery is missing or stored twice.
+// connMode is a way for the load client to connect.
+type connMode struct {
+	name      string
+	keepAlive bool
+}
+
+// connModes: kept-alive connections put the most load on the server's own
+// path; a connection per hook is how webhook senders connect.
+var connModes = []connMode{
+	{"connections kept alive", true},
+	{"a new connection per hook, as webhook senders connect", false},
+}
+
+func (m connMode) client(conns int) *http.Client {
+	if m.keepAlive {
+		return loadgen.NewClient(conns)
+	}
+	return loadgen.NewConnPerRequestClient(conns)
+}
+
+// benchWebhooks runs the three in-process scenarios under each connMode,
+// prints a table and the ratios against the goals for each, and the store
+// checks. It fails only if an acknowledged delivery is missing or stored
+// twice.
 func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchReport, error) {
+	tuneGC() // as serve does
 	var rep benchReport
 	dir, err := os.MkdirTemp("", "dockmaster-bench-")
 	if err != nil {
 		return rep, err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(w, "webhook ingestion: %d signed GitHub pushes per scenario, %d connections, loopback HTTP\n\n", o.n, o.c)
+	fmt.Fprintf(w, "webhook ingestion: %d signed GitHub pushes per scenario, %d connections, loopback HTTP\n", o.n, o.c)
+	var problems []string
+	for i, mode := range connModes {
+		figs := &rep.KeepAlive
+		if !mode.keepAlive {
+			figs = &rep.ConnPerHook
+		}
+		fmt.Fprintf(w, "\n== %s\n", mode.name)
+		errs, err := benchMode(ctx, o, mode, filepath.Join(dir, fmt.Sprint(i)), figs, w)
+		if err != nil {
+			return rep, err
+		}
+		problems = append(problems, errs...)
+	}
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(w, "\nload average during the run: %s (%d CPUs)\n", strings.Join(strings.Fields(string(load))[:3], " "), runtime.NumCPU())
+	}
+	if len(problems) > 0 {
+		return rep, errors.New("bench: " + strings.Join(problems, "; "))
+	}
+	return rep, nil
+}
 
+// benchMode runs bare, group commit and one transaction per hook with one
+// way of connecting, and prints their table and goals. It returns the store
+// checks that failed; err is for a run that could not happen at all.
+func benchMode(ctx context.Context, o benchOptions, mode connMode, dir string, figs *connFigures, w io.Writer) (problems []string, err error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	bare := server.New(log, nil)
 	bare.Engine.POST("/webhooks/:provider", func(c *gin.Context) {
 		_, _ = io.Copy(io.Discard, c.Request.Body)
 		c.JSON(http.StatusAccepted, gin.H{"delivery": 0, "status": "accepted"})
 	})
-	if rep.Bare, _, err = benchScenario(ctx, bare.Engine, benchHooks("bare", benchSecret, o.n), o.c); err != nil {
-		return rep, err
+	if figs.Bare, _, err = benchScenario(ctx, bare.Engine, benchHooks("bare", benchSecret, o.n), o.c, mode); err != nil {
+		return nil, err
 	}
-
 	scenarios := []struct {
 		name string
 		opts ingest.Options
 		out  *benchFigures
 	}{
-		{"group", ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}, &rep.Group},
-		{"onetx", ingest.Options{MaxBatch: 1, SyncEachCommit: true}, &rep.OneTx},
+		{"group", ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}, &figs.Group},
+		{"onetx", ingest.Options{MaxBatch: 1, SyncEachCommit: true}, &figs.OneTx},
 	}
-	var problems []string
 	for _, sc := range scenarios {
 		db, err := store.Open(ctx, filepath.Join(dir, sc.name+".db"))
 		if err != nil {
-			return rep, err
+			return nil, err
 		}
 		hooks := benchHooks(sc.name, benchSecret, o.n)
-		stats, results, err := benchDurable(ctx, db, sc.opts, hooks, o.c, log)
+		stats, results, err := benchDurable(ctx, db, sc.opts, hooks, o.c, mode, log)
 		if err == nil {
 			*sc.out = stats
 			err = verifyStored(ctx, db, results, w, sc.name)
@@ -160,17 +211,11 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d/%d\n", name, s.PerSecond, roundDur(s.P50), roundDur(s.P99),
 			s.CPUPerHook.Round(time.Microsecond), batch, s.Acknowledged, s.Sent)
 	}
-	row("bare gin handler (nothing stored)", rep.Bare)
-	row(fmt.Sprintf("durable, group commit (batch <= %d)", o.batchMax), rep.Group)
-	row("durable, one transaction per hook", rep.OneTx)
+	row("bare gin handler (nothing stored)", figs.Bare)
+	row(fmt.Sprintf("durable, group commit (batch <= %d)", o.batchMax), figs.Group)
+	row("durable, one transaction per hook", figs.OneTx)
 	tw.Flush()
 	fmt.Fprintln(w)
-	ratio := func(a, b float64) float64 {
-		if b == 0 {
-			return 0
-		}
-		return a / b
-	}
 	goal := func(name string, got, want float64, atLeast bool) {
 		ok := got >= want
 		cmp := ">="
@@ -183,23 +228,30 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 		}
 		fmt.Fprintf(w, "%-36s %6.2f   goal %s %.2f  %s\n", name, got, cmp, want, verdict)
 	}
-	goal("durable/bare throughput", ratio(rep.Group.PerSecond, rep.Bare.PerSecond), goalDurableOverBare, true)
-	goal("group/one-tx throughput", ratio(rep.Group.PerSecond, rep.OneTx.PerSecond), goalGroupOverOneTx, true)
-	goal(fmt.Sprintf("p99 durable/bare at %d conns", o.c), ratio(float64(rep.Group.P99), float64(rep.Bare.P99)), goalP99OverBare, false)
+	goal("durable/bare throughput", figs.durableOverBare(), goalDurableOverBare, true)
+	goal("group/one-tx throughput", figs.groupOverOneTx(), goalGroupOverOneTx, true)
+	goal(fmt.Sprintf("p99 durable/bare at %d conns", o.c), figs.p99DurableOverBare(), goalP99OverBare, false)
 	fmt.Fprintf(w, "%-36s %6.2f   (bare/durable CPU per hook: the throughput ratio once CPU-bound)\n", "CPU-bound durable/bare estimate",
-		ratio(float64(rep.Bare.CPUPerHook), float64(rep.Group.CPUPerHook)))
-	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Fprintf(w, "load average during the run: %s (%d CPUs)\n", strings.Join(strings.Fields(string(load))[:3], " "), runtime.NumCPU())
+		ratio(float64(figs.Bare.CPUPerHook), float64(figs.Group.CPUPerHook)))
+	return problems, nil
+}
+
+func (f connFigures) durableOverBare() float64 { return ratio(f.Group.PerSecond, f.Bare.PerSecond) }
+func (f connFigures) groupOverOneTx() float64  { return ratio(f.Group.PerSecond, f.OneTx.PerSecond) }
+func (f connFigures) p99DurableOverBare() float64 {
+	return ratio(float64(f.Group.P99), float64(f.Bare.P99))
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
 	}
-	if len(problems) > 0 {
-		return rep, errors.New("bench: " + strings.Join(problems, "; "))
-	}
-	return rep, nil
+	return a / b
 }
 
 // benchDurable serves the real receive path (webhooks.Parse, then the
 // committer) and fires hooks at it.
-func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks []loadgen.Hook, conc int, log *slog.Logger) (benchFigures, []loadgen.Result, error) {
+func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks []loadgen.Hook, conc int, mode connMode, log *slog.Logger) (benchFigures, []loadgen.Result, error) {
 	lookup, err := server.WebhookSecrets(config.Webhooks{Secrets: map[string]config.Secret{"github": config.NewSecret(benchSecret)}})
 	if err != nil {
 		return benchFigures{}, nil, err
@@ -213,7 +265,7 @@ func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks 
 	srv := server.New(log, nil)
 	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: lookup}), Ingest: com, Log: log}).Register(srv.Engine)
 	b0, d0 := com.Stats()
-	f, results, err := benchScenario(ctx, srv.Engine, hooks, conc)
+	f, results, err := benchScenario(ctx, srv.Engine, hooks, conc, mode)
 	if b1, d1 := com.Stats(); b1 > b0 {
 		f.MeanBatch = float64(d1-d0) / float64(b1-b0)
 	}
@@ -222,7 +274,7 @@ func benchDurable(ctx context.Context, db *store.DB, opts ingest.Options, hooks 
 
 // benchScenario serves h on a loopback port, warms up, fires hooks and
 // returns their stats and results.
-func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, conc int) (benchFigures, []loadgen.Result, error) {
+func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, conc int, mode connMode) (benchFigures, []loadgen.Result, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return benchFigures{}, nil, err
@@ -231,7 +283,7 @@ func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, co
 	go hs.Serve(ln)
 	defer hs.Close()
 	target := "http://" + ln.Addr().String() + "/webhooks/github"
-	client := loadgen.NewClient(conc)
+	client := mode.client(conc)
 	defer client.CloseIdleConnections()
 	// Warm-up: open the connections and the code paths (distinct ids).
 	warm := benchHooks(fmt.Sprintf("warmup-%p", hooks), benchSecret, min(len(hooks), 4*conc))

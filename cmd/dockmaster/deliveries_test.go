@@ -128,7 +128,8 @@ func TestClientURLAndKeys(t *testing.T) {
 }
 
 // TestBenchWebhooks runs the in-process bench small: it must verify the
-// store and print the three scenarios and the goals.
+// store and print the three scenarios and the goals for both ways of
+// connecting.
 func TestBenchWebhooks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load run")
@@ -138,20 +139,26 @@ func TestBenchWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"group: 300 acknowledged, 300 stored exactly once, 0 missing", "onetx: 300 acknowledged",
-		"durable/bare throughput", "group/one-tx throughput", "p99 durable/bare at 8 conns"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
+	for _, mode := range connModes {
+		section := out.String()[strings.Index(out.String(), "== "+mode.name):]
+		for _, want := range []string{"group: 300 acknowledged, 300 stored exactly once, 0 missing", "onetx: 300 acknowledged",
+			"durable/bare throughput", "group/one-tx throughput", "p99 durable/bare at 8 conns"} {
+			if !strings.Contains(section, want) {
+				t.Errorf("%s: output lacks %q:\n%s", mode.name, want, out.String())
+			}
 		}
 	}
-	if rep.Bare.Acknowledged != 300 || rep.Group.PerSecond <= 0 || rep.OneTx.P99 <= 0 {
-		t.Errorf("report %+v", rep)
+	for _, f := range []connFigures{rep.KeepAlive, rep.ConnPerHook} {
+		if f.Bare.Acknowledged != 300 || f.Group.PerSecond <= 0 || f.OneTx.P99 <= 0 {
+			t.Errorf("report %+v", f)
+		}
 	}
 }
 
 // BenchmarkWebhookIngest is `dockmaster bench webhooks -n 1000 -c 64` per
-// iteration, reporting the goal ratios (durable/bare >= 0.5, group/one-tx
-// >= 5, p99 durable/bare <= 2) and accepted hooks per second.
+// iteration, reporting, for kept-alive connections (ka-) and a connection
+// per hook (cph-), the goal ratios (durable/bare >= 0.5, group/one-tx >= 5,
+// p99 durable/bare <= 2) and accepted hooks per second.
 func BenchmarkWebhookIngest(b *testing.B) {
 	var last benchReport
 	for range b.N {
@@ -161,17 +168,13 @@ func BenchmarkWebhookIngest(b *testing.B) {
 		}
 		last = rep
 	}
-	ratio := func(a, c float64) float64 {
-		if c == 0 {
-			return 0
-		}
-		return a / c
+	for prefix, f := range map[string]connFigures{"ka-": last.KeepAlive, "cph-": last.ConnPerHook} {
+		b.ReportMetric(f.Bare.PerSecond, prefix+"bare-hooks/s")
+		b.ReportMetric(f.Group.PerSecond, prefix+"durable-hooks/s")
+		b.ReportMetric(f.OneTx.PerSecond, prefix+"onetx-hooks/s")
+		b.ReportMetric(f.durableOverBare(), prefix+"durable/bare")
+		b.ReportMetric(f.groupOverOneTx(), prefix+"group/onetx")
+		b.ReportMetric(f.p99DurableOverBare(), prefix+"p99-durable/bare")
+		b.ReportMetric(f.Group.MeanBatch, prefix+"hooks/tx")
 	}
-	b.ReportMetric(last.Bare.PerSecond, "bare-hooks/s")
-	b.ReportMetric(last.Group.PerSecond, "durable-hooks/s")
-	b.ReportMetric(last.OneTx.PerSecond, "onetx-hooks/s")
-	b.ReportMetric(ratio(last.Group.PerSecond, last.Bare.PerSecond), "durable/bare")
-	b.ReportMetric(ratio(last.Group.PerSecond, last.OneTx.PerSecond), "group/onetx")
-	b.ReportMetric(ratio(float64(last.Group.P99), float64(last.Bare.P99)), "p99-durable/bare")
-	b.ReportMetric(last.Group.MeanBatch, "hooks/tx")
 }

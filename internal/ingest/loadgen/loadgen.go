@@ -69,6 +69,15 @@ func NewClient(conns int) *http.Client {
 	return &http.Client{Transport: t, Timeout: 30 * time.Second}
 }
 
+// NewConnPerRequestClient opens a new connection for every request, as
+// webhook senders do (each delivery is its own request from the provider's
+// workers), with at most conns open at once.
+func NewConnPerRequestClient(conns int) *http.Client {
+	c := NewClient(conns)
+	c.Transport.(*http.Transport).DisableKeepAlives = true
+	return c
+}
+
 // Fire posts hooks to url from conc goroutines and returns one Result per
 // hook, in hooks' order. It stops sending new hooks when ctx ends.
 func Fire(ctx context.Context, client *http.Client, url string, hooks []Hook, conc int) []Result {
