@@ -100,13 +100,13 @@ func (c *Committer) Stats() (batches, deliveries int64) {
 func (c *Committer) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_commits_total",
-			Help: "Transactions the webhook committer committed (one fsync each)."},
+			Help: "Transactions of webhook deliveries committed and synced (one fsync may cover several)."},
 			func() float64 { return float64(c.batches.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_deliveries_committed_total",
 			Help: "Webhook deliveries made durable (new and duplicate)."},
 			func() float64 { return float64(c.committed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_commit_failures_total",
-			Help: "Batches whose transaction failed; each of their deliveries was answered 503."},
+			Help: "Batches whose transaction or fsync failed; each of their deliveries was answered 503."},
 			func() float64 { return float64(c.failures.Load()) }),
 	}
 }
