@@ -250,17 +250,11 @@ func (c *Committer) commit(ctx context.Context, batch []*request, recs []store.N
 // written meanwhile, until writerDone is closed and nothing is left.
 func (c *Committer) syncer(writerDone <-chan struct{}) {
 	for {
+		last := false
 		select {
 		case <-c.writtenWake:
-		case <-writerDone:
-			c.mu.Lock()
-			rest := c.written
-			c.written = nil
-			c.mu.Unlock()
-			if len(rest) > 0 {
-				c.sync(rest)
-			}
-			return
+		case <-writerDone: // nothing is written after this: one more round
+			last = true
 		}
 		c.mu.Lock()
 		ws := c.written
@@ -268,6 +262,9 @@ func (c *Committer) syncer(writerDone <-chan struct{}) {
 		c.mu.Unlock()
 		if len(ws) > 0 {
 			c.sync(ws)
+		}
+		if last {
+			return
 		}
 	}
 }

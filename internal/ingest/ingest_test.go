@@ -150,26 +150,42 @@ func TestMaxBatch(t *testing.T) {
 	}
 }
 
-func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
+// TestFailureAnswersEveryWaiter: when a batch's write or its sync fails,
+// every delivery in it is answered with the error (not acknowledged, so the
+// sender retries), OnCommit does not run, and one failure is counted.
+func TestFailureAnswersEveryWaiter(t *testing.T) {
 	boom := errors.New("disk on fire")
-	_, w := openStore(t)
-	rec := &recorder{BatchWriter: w, fail: boom}
-	var commits atomic.Int32
-	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
-	answers := submitAll(c, []string{"a", "b", "c"})
-	waitPending(t, c, 3)
-	stop := start(t, c)
-	defer stop()
-	for _, ch := range answers {
-		if a := <-ch; !errors.Is(a.err, boom) {
-			t.Errorf("answer %+v, want %v", a, boom)
-		}
-	}
-	if commits.Load() != 0 {
-		t.Error("OnCommit ran after a failed batch")
-	}
-	if b, d := c.Stats(); b != 0 || d != 0 || c.failures.Load() != 1 {
-		t.Errorf("stats %d batches, %d deliveries, %d failures; want 0, 0, 1", b, d, c.failures.Load())
+	for _, tc := range []struct {
+		name string
+		wrap func(BatchWriter) BatchWriter
+	}{
+		{"write", func(w BatchWriter) BatchWriter { return &recorder{BatchWriter: w, fail: boom} }},
+		{"sync", func(w BatchWriter) BatchWriter {
+			g := &gatedSync{recorder: &recorder{BatchWriter: w}, release: make(chan struct{}), syncs: make(chan struct{}, 16), fail: boom}
+			close(g.release)
+			return g
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, w := openStore(t)
+			var commits atomic.Int32
+			c := New(tc.wrap(w), Options{OnCommit: func() { commits.Add(1) }})
+			answers := submitAll(c, []string{"a", "b", "c"})
+			waitPending(t, c, 3)
+			stop := start(t, c)
+			defer stop()
+			for _, ch := range answers {
+				if a := <-ch; !errors.Is(a.err, boom) {
+					t.Errorf("answer %+v, want %v", a, boom)
+				}
+			}
+			if commits.Load() != 0 {
+				t.Error("OnCommit ran after a failed batch")
+			}
+			if b, d := c.Stats(); b != 0 || d != 0 || c.failures.Load() != 1 {
+				t.Errorf("stats %d batches, %d deliveries, %d failures; want 0, 0, 1", b, d, c.failures.Load())
+			}
+		})
 	}
 }
 
@@ -289,31 +305,5 @@ func TestAnsweredOnlyAfterSync(t *testing.T) {
 	}
 	if b, d := c.Stats(); b != 3 || d != 3 {
 		t.Errorf("stats %d batches, %d deliveries; want 3, 3", b, d)
-	}
-}
-
-// TestFailedSyncIsNotAcknowledged: when Sync fails, every delivery it was
-// to make durable is answered with the error (the sender retries).
-func TestFailedSyncIsNotAcknowledged(t *testing.T) {
-	_, w := openStore(t)
-	boom := errors.New("fsync: I/O error")
-	g := &gatedSync{recorder: &recorder{BatchWriter: w}, release: make(chan struct{}), syncs: make(chan struct{}, 16), fail: boom}
-	close(g.release)
-	var commits atomic.Int32
-	c := New(g, Options{OnCommit: func() { commits.Add(1) }})
-	answers := submitAll(c, []string{"a", "b"})
-	waitPending(t, c, 2)
-	stop := start(t, c)
-	defer stop()
-	for _, ch := range answers {
-		if a := <-ch; !errors.Is(a.err, boom) {
-			t.Errorf("answer %+v, want %v", a, boom)
-		}
-	}
-	if commits.Load() != 0 {
-		t.Error("OnCommit ran for a batch whose sync failed")
-	}
-	if b, _ := c.Stats(); b != 0 || c.failures.Load() != 1 {
-		t.Errorf("%d batches counted durable, %d failures; want 0, 1", b, c.failures.Load())
 	}
 }
