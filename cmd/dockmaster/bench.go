@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,7 +28,7 @@ import (
 	"github.com/dockmaster/dockmaster/webhooks"
 )
 
-const benchSynopsis = "bench webhooks [-n 5000] [-c 64] [--batch-max 256] [--linger 0s] [--url URL[,URL...] --secret S [--store PATH|postgres://...]]"
+const benchSynopsis = "bench webhooks [-n 5000] [-c 64] [--rounds 3] [--batch-max 256] [--linger 0s] [--url URL[,URL...] --secret S [--store PATH|postgres://...]]"
 
 // Goals printed next to the figures (not asserted).
 const (
@@ -37,6 +39,7 @@ const (
 
 type benchOptions struct {
 	n, c     int
+	rounds   int
 	batchMax int
 	linger   time.Duration
 	url      string
@@ -52,6 +55,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	var o benchOptions
 	fs.IntVar(&o.n, "n", 5000, "hooks per scenario")
 	fs.IntVar(&o.c, "c", 64, "concurrent connections")
+	fs.IntVar(&o.rounds, "rounds", 3, "in-process: run the scenarios this many times, interleaved, and report the medians")
 	fs.IntVar(&o.batchMax, "batch-max", 256, "in-process: most deliveries per transaction in the group-commit scenario")
 	fs.DurationVar(&o.linger, "linger", 0, "in-process: wait this long for more deliveries when several are queued")
 	fs.StringVar(&o.url, "url", "", "fire at this running dockmaster instead of in-process servers; several comma-separated URLs (replicas of one store) share the hooks and connections evenly")
@@ -60,8 +64,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if o.n <= 0 || o.c <= 0 {
-		return usagef("-n and -c must be positive")
+	if o.n <= 0 || o.c <= 0 || o.rounds <= 0 {
+		return usagef("-n, -c and --rounds must be positive")
 	}
 	ctx := context.Background()
 	if o.url != "" {
@@ -83,9 +87,28 @@ type benchReport struct {
 	KeepAlive, ConnPerHook connFigures
 }
 
-// connFigures are the three scenarios under one way of connecting.
+// connFigures are the three scenarios under one way of connecting: for
+// each, the round with the median throughput, and the goal ratios over the
+// rounds (each round's ratio is of runs made one after the other).
 type connFigures struct {
-	Bare, Group, OneTx benchFigures
+	Bare, Group, OneTx                                  benchFigures
+	DurableOverBare, GroupOverOneTx, P99DurableOverBare spread
+}
+
+// spread is a figure's median and range over the rounds.
+type spread struct{ Median, Min, Max float64 }
+
+func spreadOf(xs []float64) spread {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return spread{Median: xs[len(xs)/2], Min: xs[0], Max: xs[len(xs)-1]}
+}
+
+// medianRun is the run with the median throughput.
+func medianRun(runs []benchFigures) benchFigures {
+	runs = slices.Clone(runs)
+	slices.SortFunc(runs, func(a, b benchFigures) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+	return runs[len(runs)/2]
 }
 
 // benchFigures are one scenario's stats plus the process CPU (client and
@@ -164,8 +187,9 @@ func benchWebhooks(ctx context.Context, o benchOptions, w io.Writer) (benchRepor
 }
 
 // benchMode runs bare, group commit and one transaction per hook with one
-// way of connecting, and prints their table and goals. It returns the store
-// checks that failed; err is for a run that could not happen at all.
+// way of connecting, o.rounds times, and prints their table and goals. It
+// returns the store checks that failed; err is for a run that could not
+// happen at all.
 func benchMode(ctx context.Context, o benchOptions, mode connMode, dir string, figs *connFigures, w io.Writer) (problems []string, err error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	bare := server.New(log, nil)
@@ -173,34 +197,57 @@ func benchMode(ctx context.Context, o benchOptions, mode connMode, dir string, f
 		_, _ = io.Copy(io.Discard, c.Request.Body)
 		c.JSON(http.StatusAccepted, gin.H{"delivery": 0, "status": "accepted"})
 	})
-	if figs.Bare, _, err = benchScenario(ctx, bare.Engine, benchHooks("bare", benchSecret, o.n), o.c, mode); err != nil {
-		return nil, err
-	}
 	scenarios := []struct {
 		name string
 		opts ingest.Options
-		out  *benchFigures
+		runs []benchFigures
 	}{
-		{"group", ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}, &figs.Group},
-		{"onetx", ingest.Options{MaxBatch: 1, SyncEachCommit: true}, &figs.OneTx},
+		{name: "bare"},
+		{name: "group", opts: ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}},
+		{name: "onetx", opts: ingest.Options{MaxBatch: 1, SyncEachCommit: true}},
 	}
-	for _, sc := range scenarios {
-		db, err := store.Open(ctx, filepath.Join(dir, sc.name+".db"))
-		if err != nil {
-			return nil, err
+	var durableOverBare, groupOverOneTx, p99DurableOverBare []float64
+	for round := range o.rounds {
+		for i := range scenarios {
+			sc := &scenarios[i]
+			hooks := benchHooks(fmt.Sprintf("%s-%d", sc.name, round), benchSecret, o.n)
+			if sc.name == "bare" {
+				f, _, err := benchScenario(ctx, bare.Engine, hooks, o.c, mode)
+				if err != nil {
+					return nil, err
+				}
+				sc.runs = append(sc.runs, f)
+				continue
+			}
+			db, err := store.Open(ctx, filepath.Join(dir, fmt.Sprintf("%s-%d.db", sc.name, round)))
+			if err != nil {
+				return nil, err
+			}
+			f, results, err := benchDurable(ctx, db, sc.opts, hooks, o.c, mode, log)
+			if err == nil {
+				sc.runs = append(sc.runs, f)
+				err = verifyStored(ctx, db, results, w, fmt.Sprintf("%s, round %d", sc.name, round+1))
+			}
+			db.Close()
+			if err != nil {
+				problems = append(problems, err.Error())
+			}
 		}
-		hooks := benchHooks(sc.name, benchSecret, o.n)
-		stats, results, err := benchDurable(ctx, db, sc.opts, hooks, o.c, mode, log)
-		if err == nil {
-			*sc.out = stats
-			err = verifyStored(ctx, db, results, w, sc.name)
+		if len(scenarios[1].runs) <= round || len(scenarios[2].runs) <= round {
+			continue // a durable run failed: reported above
 		}
-		db.Close()
-		if err != nil {
-			problems = append(problems, err.Error())
-		}
+		b, g, one := scenarios[0].runs[round], scenarios[1].runs[round], scenarios[2].runs[round]
+		durableOverBare = append(durableOverBare, ratio(g.PerSecond, b.PerSecond))
+		groupOverOneTx = append(groupOverOneTx, ratio(g.PerSecond, one.PerSecond))
+		p99DurableOverBare = append(p99DurableOverBare, ratio(float64(g.P99), float64(b.P99)))
 	}
+	if len(durableOverBare) == 0 {
+		return problems, nil
+	}
+	figs.Bare, figs.Group, figs.OneTx = medianRun(scenarios[0].runs), medianRun(scenarios[1].runs), medianRun(scenarios[2].runs)
+	figs.DurableOverBare, figs.GroupOverOneTx, figs.P99DurableOverBare = spreadOf(durableOverBare), spreadOf(groupOverOneTx), spreadOf(p99DurableOverBare)
 
+	fmt.Fprintf(w, "median of %d rounds:\n", len(durableOverBare))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "scenario\taccepted/s\tp50\tp99\tCPU/hook\tper tx\tacknowledged")
 	row := func(name string, s benchFigures) {
@@ -216,30 +263,24 @@ func benchMode(ctx context.Context, o benchOptions, mode connMode, dir string, f
 	row("durable, one transaction per hook", figs.OneTx)
 	tw.Flush()
 	fmt.Fprintln(w)
-	goal := func(name string, got, want float64, atLeast bool) {
-		ok := got >= want
+	goal := func(name string, got spread, want float64, atLeast bool) {
+		ok := got.Median >= want
 		cmp := ">="
 		if !atLeast {
-			ok, cmp = got <= want, "<="
+			ok, cmp = got.Median <= want, "<="
 		}
 		verdict := "met"
 		if !ok {
 			verdict = "NOT met"
 		}
-		fmt.Fprintf(w, "%-36s %6.2f   goal %s %.2f  %s\n", name, got, cmp, want, verdict)
+		fmt.Fprintf(w, "%-36s %6.2f  (%.2f-%.2f)  goal %s %.2f  %s\n", name, got.Median, got.Min, got.Max, cmp, want, verdict)
 	}
-	goal("durable/bare throughput", figs.durableOverBare(), goalDurableOverBare, true)
-	goal("group/one-tx throughput", figs.groupOverOneTx(), goalGroupOverOneTx, true)
-	goal(fmt.Sprintf("p99 durable/bare at %d conns", o.c), figs.p99DurableOverBare(), goalP99OverBare, false)
+	goal("durable/bare throughput", figs.DurableOverBare, goalDurableOverBare, true)
+	goal("group/one-tx throughput", figs.GroupOverOneTx, goalGroupOverOneTx, true)
+	goal(fmt.Sprintf("p99 durable/bare at %d conns", o.c), figs.P99DurableOverBare, goalP99OverBare, false)
 	fmt.Fprintf(w, "%-36s %6.2f   (bare/durable CPU per hook: the throughput ratio once CPU-bound)\n", "CPU-bound durable/bare estimate",
 		ratio(float64(figs.Bare.CPUPerHook), float64(figs.Group.CPUPerHook)))
 	return problems, nil
-}
-
-func (f connFigures) durableOverBare() float64 { return ratio(f.Group.PerSecond, f.Bare.PerSecond) }
-func (f connFigures) groupOverOneTx() float64  { return ratio(f.Group.PerSecond, f.OneTx.PerSecond) }
-func (f connFigures) p99DurableOverBare() float64 {
-	return ratio(float64(f.Group.P99), float64(f.Bare.P99))
 }
 
 func ratio(a, b float64) float64 {
