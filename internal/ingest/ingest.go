@@ -192,34 +192,43 @@ func (c *Committer) write(ctx context.Context) {
 			c.mu.Lock()
 			c.stopped = true
 			c.mu.Unlock()
-			for c.pending() > 0 {
-				recs = c.commit(writeCtx, c.take(c.opts.MaxBatch, nil), recs[:0])
+			for batch := c.nextBatch(); batch != nil; batch = c.nextBatch() {
+				recs = c.commit(writeCtx, batch, recs[:0])
 			}
 			return
 		}
-		for {
-			batch := c.take(c.opts.MaxBatch, nil)
-			if len(batch) == 0 {
-				break
-			}
-			if c.opts.Linger > 0 && len(batch) > 1 && len(batch) < c.opts.MaxBatch {
-				// Others are arriving: give them a moment to share this commit.
-				time.Sleep(c.opts.Linger)
-				batch = c.take(c.opts.MaxBatch-len(batch), batch)
-			}
+		for batch := c.nextBatch(); batch != nil; batch = c.nextBatch() {
 			recs = c.commit(writeCtx, batch, recs[:0])
 		}
 	}
 }
 
-// commit writes one batch and hands it to the syncer (or, with
-// SyncEachCommit, syncs it here); a failed batch is answered at once. recs
-// is scratch space.
+// nextBatch waits until at most one batch is unsynced, then takes up to
+// MaxBatch queued requests. Waiting before taking, not after, lets the batch
+// grow by everything that arrives while the previous one syncs. It returns
+// nil, and holds no unsynced token, when the queue is empty.
+func (c *Committer) nextBatch() []*request {
+	c.unsynced <- struct{}{}
+	batch := c.take(c.opts.MaxBatch, nil)
+	if len(batch) == 0 {
+		<-c.unsynced
+		return nil
+	}
+	if c.opts.Linger > 0 && len(batch) > 1 && len(batch) < c.opts.MaxBatch {
+		// Others are arriving: give them a moment to share this commit.
+		time.Sleep(c.opts.Linger)
+		batch = c.take(c.opts.MaxBatch-len(batch), batch)
+	}
+	return batch
+}
+
+// commit writes one batch, taken with its unsynced token by nextBatch, and
+// hands it to the syncer (or, with SyncEachCommit, syncs it here); a failed
+// batch is answered at once. recs is scratch space.
 func (c *Committer) commit(ctx context.Context, batch []*request, recs []store.NewDelivery) []store.NewDelivery {
 	for _, r := range batch {
 		recs = append(recs, r.d)
 	}
-	c.unsynced <- struct{}{}
 	res, err := c.w.InsertDeliveries(ctx, recs)
 	clear(recs) // drop bodies for the collector
 	if err == nil && len(res) != len(batch) {
