@@ -240,24 +240,9 @@ func (d *Deployer) addRevision(ctx context.Context, spec StackSpec, o DeployOpti
 // changed is refused with ErrConfigChanged: that is an Upgrade.
 func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) error {
 	defer d.lock(spec.Name)()
-	recs := make([]ServiceRecord, len(spec.Services))
-	fresh := make([]bool, len(spec.Services))
-	for i, s := range spec.Services {
-		rec, err := d.opts.Store.Service(ctx, d.opts.Env, spec.Name, s.Name)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			fresh[i] = true
-			continue
-		case err != nil:
-			return err
-		case rec.State == StateUpgraded:
-			return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, ErrUpgradeHeld)
-		case rec.State != StateActive:
-			return fmt.Errorf("up %s/%s: %w (%s)", spec.Name, s.Name, ErrBusy, rec.State)
-		case rec.Deployment != "" && ConfigHash(rec.Spec) != ConfigHash(s):
-			return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, ErrConfigChanged)
-		}
-		recs[i] = rec
+	recs, fresh, err := upRecords(ctx, d.opts.Store, d.opts.Env, spec)
+	if err != nil {
+		return err
 	}
 	planRecs := make([]*ServiceRecord, len(recs))
 	for i := range recs {
@@ -279,19 +264,8 @@ func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) erro
 	if err != nil {
 		return err
 	}
-	for i, s := range spec.Services {
-		if fresh[i] {
-			recs[i] = ServiceRecord{Env: d.opts.Env, Stack: spec.Name, Service: s.Name, State: StateActive,
-				Spec: s, Deployment: d.opts.NewID(), Version: versionOf(o, s), Revision: rev}
-			if err := d.opts.Store.CreateService(ctx, recs[i]); err != nil {
-				return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, err)
-			}
-		} else {
-			recs[i].Spec, recs[i].Revision, recs[i].Failed = s, rev, ""
-			if err := d.opts.Store.UpdateService(ctx, recs[i], StateActive); err != nil {
-				return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, err)
-			}
-		}
+	if err := recordUp(ctx, d.opts.Store, d.opts.Env, d.opts.NewID, spec, recs, fresh, rev, o); err != nil {
+		return err
 	}
 	// Services have no start order (the model has no depends_on), so they
 	// converge concurrently; a failing one does not stop the others. The

@@ -201,3 +201,164 @@ func rollbackServices(ctx context.Context, st Store, env, stack string, o Deploy
 	}
 	return nil
 }
+
+// upgrader is what an upgrade does on its target: the standalone Deployer
+// places and replaces containers itself, Swarm asks for rolling updates.
+// upgradeStack is the record walk both share.
+type upgrader interface {
+	// checkPlan refuses a spec that cannot be deployed, before anything
+	// changes.
+	checkPlan(ctx context.Context, spec StackSpec, recs []*ServiceRecord) error
+	finishService(ctx context.Context, rec ServiceRecord, o DeployOptions) error
+	addRevision(ctx context.Context, spec StackSpec, o DeployOptions) (int, error)
+	// convergeService brings an active service (new or unchanged) to its spec.
+	convergeService(ctx context.Context, rec ServiceRecord, o DeployOptions) error
+	// rollout drives a service recorded upgrading to upgraded.
+	rollout(ctx context.Context, rec ServiceRecord, o DeployOptions) error
+	rollback(ctx context.Context, stack string, o DeployOptions) error
+}
+
+// upgradeStack upgrades every changed service of spec and holds it in
+// upgraded; unchanged services converge, new ones are created. A held
+// service refuses the upgrade (ErrUpgradeHeld) unless o.FinishHeld, which
+// finishes it first. Each upgrading record is written before its target is
+// touched, so Finish or Rollback can resume after a crash.
+func upgradeStack(ctx context.Context, u upgrader, st Store, env string, newID func() string, spec StackSpec, o DeployOptions) error {
+	recs := make([]*ServiceRecord, len(spec.Services))
+	for i, s := range spec.Services {
+		rec, err := st.Service(ctx, env, spec.Name, s.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return err
+		case rec.State == StateUpgraded && !o.FinishHeld:
+			return fmt.Errorf("upgrade %s/%s: %w (finish or roll back first)", spec.Name, s.Name, ErrUpgradeHeld)
+		case rec.State != StateActive && rec.State != StateUpgraded:
+			return fmt.Errorf("upgrade %s/%s: %w (%s)", spec.Name, s.Name, ErrBusy, rec.State)
+		}
+		recs[i] = &rec
+	}
+	if err := u.checkPlan(ctx, spec, recs); err != nil {
+		return fmt.Errorf("upgrade %s: %w", spec.Name, err)
+	}
+	for _, rec := range recs {
+		if rec != nil && rec.State == StateUpgraded { // only with o.FinishHeld
+			if err := u.finishService(ctx, *rec, o); err != nil {
+				return err
+			}
+			fresh, err := st.Service(ctx, env, rec.Stack, rec.Service)
+			if err != nil {
+				return err
+			}
+			*rec = fresh
+		}
+	}
+	rev, err := u.addRevision(ctx, spec, o)
+	if err != nil {
+		return err
+	}
+	for i, s := range spec.Services {
+		rec := recs[i]
+		switch {
+		case rec == nil:
+			n := ServiceRecord{Env: env, Stack: spec.Name, Service: s.Name, State: StateActive,
+				Spec: s, Deployment: newID(), Version: versionOf(o, s), Revision: rev}
+			if err := st.CreateService(ctx, n); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+			if err := u.convergeService(ctx, n, o); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+		case ConfigHash(rec.Spec) == ConfigHash(s):
+			rec.Spec, rec.Revision = s, rev
+			if err := st.UpdateService(ctx, *rec, StateActive); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+			if err := u.convergeService(ctx, *rec, o); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+		default:
+			old := rec.Spec
+			next := *rec
+			next.State, next.Failed = StateUpgrading, ""
+			next.Old, next.OldDeployment, next.OldVersion, next.OldRevision = &old, rec.Deployment, rec.Version, rec.Revision
+			next.Spec, next.Deployment, next.Version, next.Revision = s, newID(), versionOf(o, s), rev
+			if err := st.UpdateService(ctx, next, StateActive); err != nil {
+				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
+			}
+			o.emit(Event{Stack: spec.Name, Service: s.Name, Step: "state", Message: string(StateUpgrading)})
+			if err := u.rollout(ctx, next, o); err != nil {
+				return failUpgrade(ctx, u, st, next, err, o)
+			}
+		}
+	}
+	return nil
+}
+
+// failUpgrade records err on the service and rolls the stack back unless
+// the caller opted out. It returns err (joined with a rollback failure).
+func failUpgrade(ctx context.Context, u upgrader, st Store, rec ServiceRecord, err error, o DeployOptions) error {
+	err = fmt.Errorf("upgrade %s/%s: %w", rec.Stack, rec.Service, err)
+	if ctx.Err() != nil {
+		return err // interrupted, not failed: leave the record for a resume
+	}
+	rec.Failed = err.Error()
+	if uerr := st.UpdateService(ctx, rec, StateUpgrading); uerr != nil {
+		return errors.Join(err, uerr)
+	}
+	if o.NoAutoRollback {
+		return err
+	}
+	if rerr := u.rollback(ctx, rec.Stack, o); rerr != nil {
+		return errors.Join(err, fmt.Errorf("automatic rollback: %w", rerr))
+	}
+	return fmt.Errorf("%w (rolled back)", err)
+}
+
+// upRecords loads the records Up converges; fresh[i] says spec's i-th
+// service has none yet. A held or busy service refuses Up, and so does a
+// changed definition (that is an Upgrade) unless the record has no
+// deployment yet.
+func upRecords(ctx context.Context, st Store, env string, spec StackSpec) (recs []ServiceRecord, fresh []bool, err error) {
+	recs = make([]ServiceRecord, len(spec.Services))
+	fresh = make([]bool, len(spec.Services))
+	for i, s := range spec.Services {
+		rec, err := st.Service(ctx, env, spec.Name, s.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			fresh[i] = true
+			continue
+		case err != nil:
+			return nil, nil, err
+		case rec.State == StateUpgraded:
+			return nil, nil, fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, ErrUpgradeHeld)
+		case rec.State != StateActive:
+			return nil, nil, fmt.Errorf("up %s/%s: %w (%s)", spec.Name, s.Name, ErrBusy, rec.State)
+		case rec.Deployment != "" && ConfigHash(rec.Spec) != ConfigHash(s):
+			return nil, nil, fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, ErrConfigChanged)
+		}
+		recs[i] = rec
+	}
+	return recs, fresh, nil
+}
+
+// recordUp writes the records Up converges at revision rev: a fresh service
+// is created at a new deployment, an existing one takes its definition.
+func recordUp(ctx context.Context, st Store, env string, newID func() string, spec StackSpec, recs []ServiceRecord, fresh []bool, rev int, o DeployOptions) error {
+	for i, s := range spec.Services {
+		if fresh[i] {
+			recs[i] = ServiceRecord{Env: env, Stack: spec.Name, Service: s.Name, State: StateActive,
+				Spec: s, Deployment: newID(), Version: versionOf(o, s), Revision: rev}
+			if err := st.CreateService(ctx, recs[i]); err != nil {
+				return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, err)
+			}
+			continue
+		}
+		recs[i].Spec, recs[i].Revision, recs[i].Failed = s, rev, ""
+		if err := st.UpdateService(ctx, recs[i], StateActive); err != nil {
+			return fmt.Errorf("up %s/%s: %w", spec.Name, s.Name, err)
+		}
+	}
+	return nil
+}

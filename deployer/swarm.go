@@ -636,24 +636,9 @@ func failureAction(o DeployOptions) string {
 // ErrConfigChanged: that is an Upgrade.
 func (s *Swarm) Up(ctx context.Context, spec StackSpec, o DeployOptions) error {
 	defer s.lock(spec.Name)()
-	recs := make([]ServiceRecord, len(spec.Services))
-	fresh := make([]bool, len(spec.Services))
-	for i, svc := range spec.Services {
-		rec, err := s.o.Store.Service(ctx, s.o.Env, spec.Name, svc.Name)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			fresh[i] = true
-			continue
-		case err != nil:
-			return err
-		case rec.State == StateUpgraded:
-			return fmt.Errorf("up %s/%s: %w", spec.Name, svc.Name, ErrUpgradeHeld)
-		case rec.State != StateActive:
-			return fmt.Errorf("up %s/%s: %w (%s)", spec.Name, svc.Name, ErrBusy, rec.State)
-		case ConfigHash(rec.Spec) != ConfigHash(svc):
-			return fmt.Errorf("up %s/%s: %w", spec.Name, svc.Name, ErrConfigChanged)
-		}
-		recs[i] = rec
+	recs, fresh, err := upRecords(ctx, s.o.Store, s.o.Env, spec)
+	if err != nil {
+		return err
 	}
 	if err := s.check(ctx, spec); err != nil {
 		return fmt.Errorf("up %s: %w", spec.Name, err)
@@ -662,19 +647,8 @@ func (s *Swarm) Up(ctx context.Context, spec StackSpec, o DeployOptions) error {
 	if err != nil {
 		return err
 	}
-	for i, svc := range spec.Services {
-		if fresh[i] {
-			recs[i] = ServiceRecord{Env: s.o.Env, Stack: spec.Name, Service: svc.Name, State: StateActive,
-				Spec: svc, Deployment: s.o.NewID(), Version: versionOf(o, svc), Revision: rev}
-			if err := s.o.Store.CreateService(ctx, recs[i]); err != nil {
-				return fmt.Errorf("up %s/%s: %w", spec.Name, svc.Name, err)
-			}
-		} else {
-			recs[i].Spec, recs[i].Revision, recs[i].Failed = svc, rev, ""
-			if err := s.o.Store.UpdateService(ctx, recs[i], StateActive); err != nil {
-				return fmt.Errorf("up %s/%s: %w", spec.Name, svc.Name, err)
-			}
-		}
+	if err := recordUp(ctx, s.o.Store, s.o.Env, s.o.NewID, spec, recs, fresh, rev, o); err != nil {
+		return err
 	}
 	return s.converge(ctx, recs, o, "up")
 }
@@ -717,78 +691,20 @@ func (s *Swarm) converge(ctx context.Context, recs []ServiceRecord, o DeployOpti
 // recorded and returned, wrapping ErrSwarmUpdate.
 func (s *Swarm) Upgrade(ctx context.Context, spec StackSpec, o DeployOptions) error {
 	defer s.lock(spec.Name)()
-	recs := make([]*ServiceRecord, len(spec.Services))
-	for i, svc := range spec.Services {
-		rec, err := s.o.Store.Service(ctx, s.o.Env, spec.Name, svc.Name)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			continue
-		case err != nil:
-			return err
-		case rec.State == StateUpgraded && !o.FinishHeld:
-			return fmt.Errorf("upgrade %s/%s: %w (finish or roll back first)", spec.Name, svc.Name, ErrUpgradeHeld)
-		case rec.State != StateActive && rec.State != StateUpgraded:
-			return fmt.Errorf("upgrade %s/%s: %w (%s)", spec.Name, svc.Name, ErrBusy, rec.State)
-		}
-		recs[i] = &rec
-	}
-	if err := s.check(ctx, spec); err != nil {
-		return fmt.Errorf("upgrade %s: %w", spec.Name, err)
-	}
-	for _, rec := range recs {
-		if rec != nil && rec.State == StateUpgraded {
-			if err := s.finishService(ctx, *rec, o); err != nil {
-				return err
-			}
-			fresh, err := s.o.Store.Service(ctx, s.o.Env, rec.Stack, rec.Service)
-			if err != nil {
-				return err
-			}
-			*rec = fresh
-		}
-	}
-	rev, err := s.addRevision(ctx, spec, o)
-	if err != nil {
+	return upgradeStack(ctx, s, s.o.Store, s.o.Env, s.o.NewID, spec, o)
+}
+
+// checkPlan is check: Swarm places the tasks itself.
+func (s *Swarm) checkPlan(ctx context.Context, spec StackSpec, _ []*ServiceRecord) error {
+	return s.check(ctx, spec)
+}
+
+// convergeService applies an active service's spec and waits for it.
+func (s *Swarm) convergeService(ctx context.Context, rec ServiceRecord, o DeployOptions) error {
+	if _, err := s.apply(ctx, rec, failureAction(o), o); err != nil {
 		return err
 	}
-	for i, svc := range spec.Services {
-		rec := recs[i]
-		switch {
-		case rec == nil:
-			n := ServiceRecord{Env: s.o.Env, Stack: spec.Name, Service: svc.Name, State: StateActive,
-				Spec: svc, Deployment: s.o.NewID(), Version: versionOf(o, svc), Revision: rev}
-			if err := s.o.Store.CreateService(ctx, n); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, svc.Name, err)
-			}
-			if err := s.converge(ctx, []ServiceRecord{n}, o, "upgrade"); err != nil {
-				return err
-			}
-		case ConfigHash(rec.Spec) == ConfigHash(svc):
-			rec.Spec, rec.Revision = svc, rev
-			if err := s.o.Store.UpdateService(ctx, *rec, StateActive); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, svc.Name, err)
-			}
-			if err := s.converge(ctx, []ServiceRecord{*rec}, o, "upgrade"); err != nil {
-				return err
-			}
-		default:
-			old := rec.Spec
-			next := *rec
-			next.State, next.Failed = StateUpgrading, ""
-			next.Old, next.OldDeployment, next.OldVersion, next.OldRevision = &old, rec.Deployment, rec.Version, rec.Revision
-			next.Spec, next.Deployment, next.Version, next.Revision = svc, s.o.NewID(), versionOf(o, svc), rev
-			// Persisted before Swarm is asked: Finish or Rollback resume
-			// from it after a crash.
-			if err := s.o.Store.UpdateService(ctx, next, StateActive); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, svc.Name, err)
-			}
-			o.emit(Event{Stack: spec.Name, Service: svc.Name, Step: "state", Message: string(StateUpgrading)})
-			if err := s.rollout(ctx, next, o); err != nil {
-				return s.failUpgrade(ctx, next, err, o)
-			}
-		}
-	}
-	return nil
+	return s.wait(ctx, rec, rec.Deployment, false, o)
 }
 
 // rollout drives rec (upgrading) to upgraded. Resumable: an update already
@@ -806,26 +722,6 @@ func (s *Swarm) rollout(ctx context.Context, rec ServiceRecord, o DeployOptions)
 	}
 	o.emit(Event{Stack: rec.Stack, Service: rec.Service, Step: "state", Message: string(StateUpgraded)})
 	return nil
-}
-
-// failUpgrade records err; unless the caller opted out, the stack is rolled
-// back (Swarm has usually done so already: FailureAction rollback).
-func (s *Swarm) failUpgrade(ctx context.Context, rec ServiceRecord, err error, o DeployOptions) error {
-	err = fmt.Errorf("upgrade %s/%s: %w", rec.Stack, rec.Service, err)
-	if ctx.Err() != nil {
-		return err
-	}
-	rec.Failed = err.Error()
-	if uerr := s.o.Store.UpdateService(ctx, rec, StateUpgrading); uerr != nil {
-		return errors.Join(err, uerr)
-	}
-	if o.NoAutoRollback {
-		return err
-	}
-	if rerr := s.rollback(ctx, rec.Stack, o); rerr != nil {
-		return errors.Join(err, fmt.Errorf("automatic rollback: %w", rerr))
-	}
-	return fmt.Errorf("%w (rolled back)", err)
 }
 
 // Finish confirms the stack's held upgrades: each service returns to

@@ -35,102 +35,12 @@ func (d *Deployer) Redeploy(ctx context.Context, stack string, n int, o DeployOp
 }
 
 func (d *Deployer) upgrade(ctx context.Context, spec StackSpec, o DeployOptions) error {
-	recs := make([]*ServiceRecord, len(spec.Services))
-	for i, s := range spec.Services {
-		rec, err := d.opts.Store.Service(ctx, d.opts.Env, spec.Name, s.Name)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			continue
-		case err != nil:
-			return err
-		case rec.State == StateUpgraded && !o.FinishHeld:
-			return fmt.Errorf("upgrade %s/%s: %w (finish or roll back first)", spec.Name, s.Name, ErrUpgradeHeld)
-		case rec.State != StateActive && rec.State != StateUpgraded:
-			return fmt.Errorf("upgrade %s/%s: %w (%s)", spec.Name, s.Name, ErrBusy, rec.State)
-		}
-		recs[i] = &rec
-	}
-	// Placement check before any container changes: a service that fits
-	// nowhere is refused with each host's reason (a *PlacementError).
-	if err := d.checkPlan(ctx, spec, recs); err != nil {
-		return fmt.Errorf("upgrade %s: %w", spec.Name, err)
-	}
-	if o.FinishHeld {
-		for _, rec := range recs {
-			if rec != nil && rec.State == StateUpgraded {
-				if err := d.finishService(ctx, *rec, o); err != nil {
-					return err
-				}
-				fresh, err := d.opts.Store.Service(ctx, d.opts.Env, rec.Stack, rec.Service)
-				if err != nil {
-					return err
-				}
-				*rec = fresh
-			}
-		}
-	}
-	rev, err := d.addRevision(ctx, spec, o)
-	if err != nil {
-		return err
-	}
-	for i, s := range spec.Services {
-		rec := recs[i]
-		switch {
-		case rec == nil:
-			n := ServiceRecord{Env: d.opts.Env, Stack: spec.Name, Service: s.Name, State: StateActive,
-				Spec: s, Deployment: d.opts.NewID(), Version: versionOf(o, s), Revision: rev}
-			if err := d.opts.Store.CreateService(ctx, n); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
-			}
-			if err := d.converge(ctx, n, s, scaleOf(s), "", true, o); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
-			}
-		case ConfigHash(rec.Spec) == ConfigHash(s):
-			rec.Spec, rec.Revision = s, rev
-			if err := d.opts.Store.UpdateService(ctx, *rec, StateActive); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
-			}
-			if err := d.converge(ctx, *rec, s, scaleOf(s), "", true, o); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
-			}
-		default:
-			old := rec.Spec
-			next := *rec
-			next.State, next.Failed = StateUpgrading, ""
-			next.Old, next.OldDeployment, next.OldVersion, next.OldRevision = &old, rec.Deployment, rec.Version, rec.Revision
-			next.Spec, next.Deployment, next.Version, next.Revision = s, d.opts.NewID(), versionOf(o, s), rev
-			// Persisted before any container is touched: a crash from here on
-			// leaves a record that Finish or Rollback can resume from.
-			if err := d.opts.Store.UpdateService(ctx, next, StateActive); err != nil {
-				return fmt.Errorf("upgrade %s/%s: %w", spec.Name, s.Name, err)
-			}
-			o.emit(Event{Stack: spec.Name, Service: s.Name, Step: "state", Message: string(StateUpgrading)})
-			if err := d.rollout(ctx, next, o); err != nil {
-				return d.failUpgrade(ctx, next, err, o)
-			}
-		}
-	}
-	return nil
+	return upgradeStack(ctx, d, d.opts.Store, d.opts.Env, d.opts.NewID, spec, o)
 }
 
-// failUpgrade records err on the service and rolls the stack back unless
-// the caller opted out. It returns err (joined with a rollback failure).
-func (d *Deployer) failUpgrade(ctx context.Context, rec ServiceRecord, err error, o DeployOptions) error {
-	err = fmt.Errorf("upgrade %s/%s: %w", rec.Stack, rec.Service, err)
-	if ctx.Err() != nil {
-		return err // interrupted, not failed: leave the record for a resume
-	}
-	rec.Failed = err.Error()
-	if uerr := d.opts.Store.UpdateService(ctx, rec, StateUpgrading); uerr != nil {
-		return errors.Join(err, uerr)
-	}
-	if o.NoAutoRollback {
-		return err
-	}
-	if rerr := d.rollback(ctx, rec.Stack, o); rerr != nil {
-		return errors.Join(err, fmt.Errorf("automatic rollback: %w", rerr))
-	}
-	return fmt.Errorf("%w (rolled back)", err)
+// convergeService brings an active service to its spec's scale.
+func (d *Deployer) convergeService(ctx context.Context, rec ServiceRecord, o DeployOptions) error {
+	return d.converge(ctx, rec, rec.Spec, scaleOf(rec.Spec), "", true, o)
 }
 
 // rollout drives rec (state upgrading) to upgraded. It is resumable: each
