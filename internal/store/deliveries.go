@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -244,13 +245,19 @@ func (w *DeliveryWriter) Close() error {
 	return err
 }
 
-// release drops the connection (reopened on next use), keeping the checkpointer.
+// release drops the connection (reopened on next use), keeping the
+// checkpointer. The connection is discarded, not returned to the pool: it
+// carries the writer's pragmas (no fsync on commit, no autocheckpoint), which
+// would take the durability of every other write away.
 func (w *DeliveryWriter) release() error {
 	if w.conn == nil {
 		return nil
 	}
 	w.stmts.close()
-	err := w.conn.Close()
+	err := w.conn.Raw(func(any) error { return driver.ErrBadConn }) // database/sql closes a bad connection
+	if errors.Is(err, driver.ErrBadConn) {
+		err = nil
+	}
 	w.conn, w.stmts = nil, nil
 	return err
 }

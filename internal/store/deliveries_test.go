@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -275,7 +276,6 @@ func TestDeliveryWriterCheckpoints(t *testing.T) {
 func TestDeliveryWriterSyncs(t *testing.T) {
 	db, _ := openTemp(t)
 	w := db.DeliveryWriter()
-	defer w.Close()
 	if _, err := w.InsertDeliveries(context.Background(), []NewDelivery{newDelivery("a", true)}); err != nil {
 		t.Fatal(err)
 	}
@@ -291,5 +291,30 @@ func TestDeliveryWriterSyncs(t *testing.T) {
 	}
 	if err := w.Sync(); err != nil {
 		t.Fatalf("sync: %v", err)
+	}
+	// Closed, the writer's connection must not come back from the pool.
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var conns []*sql.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range db.Stats().OpenConnections + 1 {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var sync int
+		if err := c.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil {
+			t.Fatal(err)
+		}
+		if sync != 2 {
+			t.Fatalf("a pool connection has synchronous=%d after the writer closed, want 2 (FULL)", sync)
+		}
 	}
 }
