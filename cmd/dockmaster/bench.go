@@ -204,7 +204,7 @@ func benchMode(ctx context.Context, o benchOptions, mode connMode, dir string, f
 	}{
 		{name: "bare"},
 		{name: "group", opts: ingest.Options{MaxBatch: o.batchMax, Linger: o.linger}},
-		{name: "onetx", opts: ingest.Options{MaxBatch: 1, SyncEachCommit: true}},
+		{name: "onetx", opts: ingest.Options{MaxBatch: 1}},
 	}
 	var durableOverBare, groupOverOneTx, p99DurableOverBare []float64
 	for round := range o.rounds {

@@ -14,15 +14,14 @@ import (
 	"github.com/dockmaster/dockmaster/internal/store"
 )
 
-func openStore(t *testing.T) (*store.DB, *store.DeliveryWriter) {
+func openStore(t *testing.T) *store.DB {
 	t.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := db.DeliveryWriter()
-	t.Cleanup(func() { w.Close(); db.Close() })
-	return db, w
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func delivery(id string) store.NewDelivery {
@@ -92,8 +91,8 @@ func submitAll(c *Committer, ids []string) []chan answer {
 }
 
 func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
-	db, w := openStore(t)
-	rec := &recorder{BatchWriter: w}
+	db := openStore(t)
+	rec := &recorder{BatchWriter: db}
 	var commits atomic.Int32
 	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
 	// Queue everything before the committer runs, so it is one batch.
@@ -133,8 +132,7 @@ func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
 }
 
 func TestMaxBatch(t *testing.T) {
-	_, w := openStore(t)
-	rec := &recorder{BatchWriter: w}
+	rec := &recorder{BatchWriter: openStore(t)}
 	c := New(rec, Options{MaxBatch: 1})
 	answers := submitAll(c, []string{"a", "b", "c"})
 	waitPending(t, c, 3)
@@ -150,50 +148,33 @@ func TestMaxBatch(t *testing.T) {
 	}
 }
 
-// TestFailureAnswersEveryWaiter: when a batch's write or its sync fails,
-// every delivery in it is answered with the error (not acknowledged, so the
-// sender retries), OnCommit does not run, and one failure is counted.
-func TestFailureAnswersEveryWaiter(t *testing.T) {
+func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
 	boom := errors.New("disk on fire")
-	for _, tc := range []struct {
-		name string
-		wrap func(BatchWriter) BatchWriter
-	}{
-		{"write", func(w BatchWriter) BatchWriter { return &recorder{BatchWriter: w, fail: boom} }},
-		{"sync", func(w BatchWriter) BatchWriter {
-			g := &gatedSync{recorder: &recorder{BatchWriter: w}, release: make(chan struct{}), syncs: make(chan struct{}, 16), fail: boom}
-			close(g.release)
-			return g
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, w := openStore(t)
-			var commits atomic.Int32
-			c := New(tc.wrap(w), Options{OnCommit: func() { commits.Add(1) }})
-			answers := submitAll(c, []string{"a", "b", "c"})
-			waitPending(t, c, 3)
-			stop := start(t, c)
-			defer stop()
-			for _, ch := range answers {
-				if a := <-ch; !errors.Is(a.err, boom) {
-					t.Errorf("answer %+v, want %v", a, boom)
-				}
-			}
-			if commits.Load() != 0 {
-				t.Error("OnCommit ran after a failed batch")
-			}
-			if b, d := c.Stats(); b != 0 || d != 0 || c.failures.Load() != 1 {
-				t.Errorf("stats %d batches, %d deliveries, %d failures; want 0, 0, 1", b, d, c.failures.Load())
-			}
-		})
+	rec := &recorder{BatchWriter: openStore(t), fail: boom}
+	var commits atomic.Int32
+	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
+	answers := submitAll(c, []string{"a", "b", "c"})
+	waitPending(t, c, 3)
+	stop := start(t, c)
+	defer stop()
+	for _, ch := range answers {
+		if a := <-ch; !errors.Is(a.err, boom) {
+			t.Errorf("answer %+v, want %v", a, boom)
+		}
+	}
+	if commits.Load() != 0 {
+		t.Error("OnCommit ran after a failed batch")
+	}
+	if b, d := c.Stats(); b != 0 || d != 0 || c.failures.Load() != 1 {
+		t.Errorf("stats %d batches, %d deliveries, %d failures; want 0, 0, 1", b, d, c.failures.Load())
 	}
 }
 
 // TestStopDrains: whatever was submitted before the stop is committed and
 // answered; submissions after it fail with ErrStopped.
 func TestStopDrains(t *testing.T) {
-	db, w := openStore(t)
-	c := New(w, Options{MaxBatch: 8})
+	db := openStore(t)
+	c := New(db, Options{MaxBatch: 8})
 	ids := make([]string, 50)
 	for i := range ids {
 		ids[i] = fmt.Sprint(i)
@@ -219,7 +200,9 @@ func TestStopDrains(t *testing.T) {
 }
 
 func TestConcurrentSubmitters(t *testing.T) {
-	db, w := openStore(t)
+	db := openStore(t)
+	w := db.DeliveryWriter()
+	defer w.Close()
 	rec := &recorder{BatchWriter: w}
 	c := New(rec, Options{Linger: 200 * time.Microsecond})
 	stop := start(t, c)
@@ -251,59 +234,5 @@ func TestConcurrentSubmitters(t *testing.T) {
 	}
 	if total != n {
 		t.Errorf("batches hold %d deliveries, want %d", total, n)
-	}
-}
-
-// gatedSync holds every Sync until release is closed, and records each
-// Sync's start.
-type gatedSync struct {
-	*recorder
-	release chan struct{}
-	syncs   chan struct{} // a value per Sync started
-	fail    error
-}
-
-func (g *gatedSync) Sync() error {
-	g.syncs <- struct{}{}
-	<-g.release
-	if g.fail != nil {
-		return g.fail
-	}
-	return g.recorder.Sync()
-}
-
-// TestAnsweredOnlyAfterSync: a committed batch is not acknowledged until the
-// writer's Sync returns, and while it syncs the next batch is written, but
-// not the one after (one batch in flight beside the syncing one).
-func TestAnsweredOnlyAfterSync(t *testing.T) {
-	_, w := openStore(t)
-	g := &gatedSync{recorder: &recorder{BatchWriter: w}, release: make(chan struct{}), syncs: make(chan struct{}, 16)}
-	c := New(g, Options{MaxBatch: 1})
-	stop := start(t, c)
-	defer stop()
-	answers := submitAll(c, []string{"a"})
-	<-g.syncs // "a" is committed and its Sync has started
-	more := submitAll(c, []string{"b", "c"})
-	deadline := time.Now().Add(5 * time.Second)
-	for len(g.batches()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // room for a wrong third write
-	if got := len(g.batches()); got != 2 {
-		t.Fatalf("%d batches written while the first syncs, want 2 (the next one only)", got)
-	}
-	select {
-	case a := <-answers[0]:
-		t.Fatalf("answered before its sync finished: %+v", a)
-	default:
-	}
-	close(g.release)
-	for _, ch := range append(answers, more...) {
-		if a := <-ch; a.err != nil || a.res.ID == 0 {
-			t.Fatalf("answer %+v", a)
-		}
-	}
-	if b, d := c.Stats(); b != 3 || d != 3 {
-		t.Errorf("stats %d batches, %d deliveries; want 3, 3", b, d)
 	}
 }

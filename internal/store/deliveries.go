@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"github.com/bytedance/sonic"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 )
@@ -106,19 +105,11 @@ func (db *DB) InsertDeliveries(ctx context.Context, ds []NewDelivery) ([]InsertR
 }
 
 // DeliveryWriter is InsertDeliveries on one dedicated connection whose
-// statements stay prepared: the group committer's fast path.
-//
-// On SQLite its commits are not durable until Sync: the connection runs with
-// synchronous=NORMAL (a commit only writes the WAL) and Sync fsyncs the WAL
-// file, so one fsync can cover several commits and can overlap the next
-// one. A process crash loses nothing committed (it is in the OS cache); a
-// power loss may lose commits not yet synced, and those were never
-// acknowledged. The connection never checkpoints the WAL itself; a goroutine
-// of the writer does it in the background every checkpointEvery deliveries,
-// so that the copy into the database and its fsync stay off the commit path.
-//
-// InsertDeliveries is not safe for concurrent use, but Sync may run alongside
-// it. Close the writer when done (it stops that goroutine).
+// statements stay prepared: the group committer's fast path. Its connection
+// never checkpoints the WAL itself; a goroutine of the writer does it in the
+// background every checkpointEvery deliveries, so that the copy into the
+// database and its fsync stay off the commit path. Not safe for concurrent
+// use; Close it when done (it stops that goroutine).
 type DeliveryWriter struct {
 	db    *DB
 	conn  *sql.Conn
@@ -143,11 +134,9 @@ func (w *DeliveryWriter) open(ctx context.Context) error {
 		return err
 	}
 	if w.db.dialect == SQLite {
-		for _, pragma := range []string{`PRAGMA wal_autocheckpoint=0`, `PRAGMA synchronous=NORMAL`} {
-			if _, err := conn.ExecContext(ctx, pragma); err != nil {
-				conn.Close()
-				return err
-			}
+		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
+			conn.Close()
+			return err
 		}
 	}
 	st, err := prepareDeliveryStmts(ctx, conn, w.db.dialect)
@@ -216,24 +205,6 @@ func (w *DeliveryWriter) insert(ctx context.Context, ds []NewDelivery) ([]Insert
 	return nil, err
 }
 
-// Sync makes every commit InsertDeliveries has returned durable: on SQLite
-// it fsyncs the WAL file (an fsync covers the file whatever descriptor
-// wrote it); on PostgreSQL a commit is already durable.
-func (w *DeliveryWriter) Sync() error {
-	if w.db.dialect != SQLite {
-		return nil
-	}
-	f, err := os.Open(w.db.path + "-wal")
-	if err != nil {
-		return fmt.Errorf("store: sync deliveries: %w", err)
-	}
-	defer f.Close()
-	if err := datasync(f); err != nil {
-		return fmt.Errorf("store: sync deliveries: %w", err)
-	}
-	return nil
-}
-
 // Close stops the checkpointer and releases the connection.
 func (w *DeliveryWriter) Close() error {
 	err := w.release()
@@ -247,8 +218,8 @@ func (w *DeliveryWriter) Close() error {
 
 // release drops the connection (reopened on next use), keeping the
 // checkpointer. The connection is discarded, not returned to the pool: it
-// carries the writer's pragmas (no fsync on commit, no autocheckpoint), which
-// would take the durability of every other write away.
+// never checkpoints the WAL, so other writes made through it would let the
+// WAL grow.
 func (w *DeliveryWriter) release() error {
 	if w.conn == nil {
 		return nil
