@@ -362,19 +362,11 @@ func processesMentioning(t *testing.T, s string) []string {
 // `/dockmaster version` in the image.
 func TestDockerfile(t *testing.T) {
 	cli := testenv.Docker(t)
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const version = "harness-test"
-	bin := filepath.Join(t.TempDir(), "dockmaster")
-	// No -trimpath: the build shares the cache of `make test`'s CGO_ENABLED=0 run.
-	gobuild := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", bin, "./cmd/dockmaster")
-	gobuild.Dir = root
-	gobuild.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := gobuild.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/dockmaster: %v\n%s", err, out)
-	}
+	ref, bin := dockmasterImage(t, cli, version)
+	t.Cleanup(func() {
+		_, _ = cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
 	if f, err := elf.Open(bin); err != nil {
 		t.Fatalf("open built binary: %v", err)
 	} else {
@@ -386,54 +378,8 @@ func TestDockerfile(t *testing.T) {
 		f.Close()
 	}
 
-	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	binBody, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ctxTar bytes.Buffer
-	tw := tar.NewWriter(&ctxTar)
-	for _, f := range []struct {
-		name string
-		mode int64
-		body []byte
-	}{
-		{"Dockerfile", 0o644, dockerfile},
-		{"bin/dockmaster", 0o755, binBody},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), ModTime: time.Unix(0, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ref := "dockmaster-test/dockmaster:" + version
-	resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
-		Tags: []string{ref}, Version: build.BuilderV1, Remove: true, ForceRemove: true,
-	})
-	if err != nil {
-		t.Fatalf("build %s: %v", ref, err)
-	}
-	var buildOut bytes.Buffer
-	err = jsonmessage.DisplayJSONMessagesStream(resp.Body, &buildOut, 0, false, nil)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("build %s: %v\n%s", ref, err, buildOut.String())
-	}
-	t.Cleanup(func() {
-		_, _ = cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
-	})
-
 	img, err := cli.ImageInspect(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
@@ -490,4 +436,68 @@ func runOnce(t *testing.T, cli *client.Client, img string, cmd ...string) (stdou
 		t.Fatalf("logs of %s: %v", img, err)
 	}
 	return o.String(), e.String(), exit
+}
+
+// dockmasterImage builds the static binary (main.version=version) and the
+// repo's Dockerfile on cli through the legacy builder (FROM scratch: no
+// pull). It returns the image reference, dockmaster-test/dockmaster:version,
+// and the binary's path.
+func dockmasterImage(t *testing.T, cli *client.Client, version string) (ref, bin string) {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(t.TempDir(), "dockmaster")
+	// No -trimpath: the build shares the cache of `make test`'s CGO_ENABLED=0 run.
+	gobuild := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", bin, "./cmd/dockmaster")
+	gobuild.Dir = root
+	gobuild.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := gobuild.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/dockmaster: %v\n%s", err, out)
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	binBody, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	for _, f := range []struct {
+		name string
+		mode int64
+		body []byte
+	}{
+		{"Dockerfile", 0o644, dockerfile},
+		{"bin/dockmaster", 0o755, binBody},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), ModTime: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ref = "dockmaster-test/dockmaster:" + version
+	resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
+		Tags: []string{ref}, Version: build.BuilderV1, Remove: true, ForceRemove: true,
+	})
+	if err != nil {
+		t.Fatalf("build %s: %v", ref, err)
+	}
+	var buildOut bytes.Buffer
+	err = jsonmessage.DisplayJSONMessagesStream(resp.Body, &buildOut, 0, false, nil)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("build %s: %v\n%s", ref, err, buildOut.String())
+	}
+	return ref, bin
 }

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,10 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/crypto/bcrypt"
@@ -81,60 +76,6 @@ services:
         protocol: http
 `
 
-// dockmasterImage builds the static binary and the repo's Dockerfile on
-// cli (FROM scratch: no pull) and returns the image reference.
-func dockmasterImage(t *testing.T, cli *client.Client) string {
-	t.Helper()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "dockmaster")
-	gobuild := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/dockmaster")
-	gobuild.Dir = root
-	gobuild.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := gobuild.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/dockmaster: %v\n%s", err, out)
-	}
-	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ctxTar bytes.Buffer
-	tw := tar.NewWriter(&ctxTar)
-	for _, f := range []struct {
-		name string
-		mode int64
-		body []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"bin/dockmaster", 0o755, body}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), ModTime: time.Unix(0, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	const ref = "dockmaster-test/dockmaster:lb"
-	resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{Tags: []string{ref}, Version: build.BuilderV1, Remove: true, ForceRemove: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, io.Discard, 0, false, nil); err != nil {
-		t.Fatalf("build %s: %v", ref, err)
-	}
-	return ref
-}
-
 // lbEnv is one harness host, a store, a deployer whose lb_config services
 // run `dockmaster lb`, the discovery view and the API the LB polls.
 type lbEnv struct {
@@ -157,7 +98,7 @@ func startLBEnv(t *testing.T, withLB bool) *lbEnv {
 	testenv.HTTPServerImage(t, h.Client, "v2")
 	image := ""
 	if withLB {
-		image = dockmasterImage(t, h.Client)
+		image, _ = dockmasterImage(t, h.Client, "lb")
 	}
 
 	dir := t.TempDir()
