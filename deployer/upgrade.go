@@ -15,7 +15,7 @@ import (
 // with a *HealthError and, unless o.NoAutoRollback, rolls the stack back.
 func (d *Deployer) Upgrade(ctx context.Context, spec StackSpec, o DeployOptions) error {
 	defer d.lock(spec.Name)()
-	return d.upgrade(ctx, spec, o)
+	return upgradeStack(ctx, d, d.opts.Store, d.opts.Env, d.opts.NewID, spec, o)
 }
 
 // Redeploy upgrades the stack to the definition stored in revision n (as a
@@ -32,10 +32,6 @@ func (d *Deployer) Redeploy(ctx context.Context, stack string, n int, o DeployOp
 		o.Compose, o.Rancher, o.Variables = rev.Compose, rev.Rancher, rev.Variables
 	}
 	return d.Upgrade(ctx, rev.Spec, o)
-}
-
-func (d *Deployer) upgrade(ctx context.Context, spec StackSpec, o DeployOptions) error {
-	return upgradeStack(ctx, d, d.opts.Store, d.opts.Env, d.opts.NewID, spec, o)
 }
 
 // convergeService brings an active service to its spec's scale.

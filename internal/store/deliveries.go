@@ -7,10 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/bytedance/sonic"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/bytedance/sonic"
 )
 
 // Verdict is what dockmaster made of a delivery.
