@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 
 	"github.com/dockmaster/dockmaster/deployer"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
 
 // memEngine is an in-memory Engine that records how many Start calls are
@@ -148,7 +149,7 @@ func memDeployer(t *testing.T, engines []*memEngine) *deployer.Deployer {
 	for _, e := range engines {
 		hosts = append(hosts, deployer.Host{Name: e.name, Engine: e})
 	}
-	d, err := deployer.New(deployer.Options{Env: env, Store: openStore(t), Hosts: hosts, RunningGrace: 10 * time.Millisecond})
+	d, err := deployer.New(deployer.Options{Env: env, Store: storetest.Open(t), Hosts: hosts, RunningGrace: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/internal/testenv"
 )
 
@@ -188,7 +189,7 @@ func TestOnDocker(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("UpSpreadsHealthy", func(t *testing.T) {
-		db := openStore(t)
+		db := storetest.Open(t)
 		d := r.deployer(t, db)
 		var mu sync.Mutex
 		perHost := map[string]string{}
@@ -233,7 +234,7 @@ func TestOnDocker(t *testing.T) {
 	})
 
 	t.Run("UpgradeHoldFinishRollback", func(t *testing.T) {
-		db := openStore(t)
+		db := storetest.Open(t)
 		d := r.deployer(t, db)
 		if err := d.Up(ctx, webStack("upg", "1.0.0", 3), deployer.DeployOptions{}); err != nil {
 			t.Fatal(err)
@@ -293,7 +294,7 @@ func TestOnDocker(t *testing.T) {
 
 	for _, then := range []string{"rollback", "finish"} {
 		t.Run("CrashMidUpgradeThen_"+then, func(t *testing.T) {
-			db := openStore(t)
+			db := storetest.Open(t)
 			stack := "crash" + then[:1]
 			if err := r.deployer(t, db).Up(ctx, webStack(stack, "1.0.0", 3), deployer.DeployOptions{}); err != nil {
 				t.Fatal(err)
@@ -337,7 +338,7 @@ func TestOnDocker(t *testing.T) {
 	}
 
 	t.Run("FailingHealthCheckRollsBack", func(t *testing.T) {
-		db := openStore(t)
+		db := storetest.Open(t)
 		d := r.deployer(t, db)
 		if err := d.Up(ctx, webStack("bad", "1.0.0", 2), deployer.DeployOptions{}); err != nil {
 			t.Fatal(err)
@@ -358,7 +359,7 @@ func TestOnDocker(t *testing.T) {
 	})
 
 	t.Run("ForeignContainerNeverTouched", func(t *testing.T) {
-		db := openStore(t)
+		db := storetest.Open(t)
 		// On every host: the scheduler counts foreign containers when it
 		// spreads, so web-1 may go to either.
 		type made struct {
@@ -418,11 +419,11 @@ func TestOnDocker(t *testing.T) {
 		spec := webStack("pull", "1.0.0", 2)
 		spec.Services[0].Image = ref
 
-		anon := r.deployer(t, openStore(t))
+		anon := r.deployer(t, storetest.Open(t))
 		if err := anon.Up(ctx, spec, deployer.DeployOptions{}); err == nil || !strings.Contains(err.Error(), "pull "+ref) {
 			t.Fatalf("pull without credentials: err = %v", err)
 		}
-		d := r.deployer(t, openStore(t), func(o *deployer.Options) {
+		d := r.deployer(t, storetest.Open(t), func(o *deployer.Options) {
 			o.Auth = func(img string) (registry.AuthConfig, bool) { return cred, strings.HasPrefix(img, reg.Addr+"/") }
 		})
 		if err := d.Up(ctx, spec, deployer.DeployOptions{}); err != nil {
@@ -432,7 +433,7 @@ func TestOnDocker(t *testing.T) {
 	})
 
 	t.Run("ReconcilerReplacesKilled", func(t *testing.T) {
-		db := openStore(t)
+		db := storetest.Open(t)
 		d := r.deployer(t, db)
 		if err := d.Up(ctx, webStack("rec", "1.0.0", 2), deployer.DeployOptions{}); err != nil {
 			t.Fatal(err)

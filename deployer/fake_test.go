@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 
 	"github.com/dockmaster/dockmaster/deployer"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
 
 // failing is an Engine whose daemon errors are injected; it holds no
@@ -55,7 +56,7 @@ func TestDaemonErrorsSurface(t *testing.T) {
 
 	down := &failing{list: errors.New("dial unix /x.sock: connect: connection refused")}
 	ok := &failing{}
-	d, err := deployer.New(deployer.Options{Env: "prod", Store: openStore(t),
+	d, err := deployer.New(deployer.Options{Env: "prod", Store: storetest.Open(t),
 		Hosts: []deployer.Host{{Name: "a", Engine: ok}, {Name: "b", Engine: down}}})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestDaemonErrorsSurface(t *testing.T) {
 
 	pullErr := errors.New("pull access denied")
 	bad := &failing{pull: pullErr}
-	d, err = deployer.New(deployer.Options{Env: "prod", Store: openStore(t),
+	d, err = deployer.New(deployer.Options{Env: "prod", Store: storetest.Open(t),
 		Hosts: []deployer.Host{{Name: "a", Engine: bad}},
 		Auth: func(image string) (registry.AuthConfig, bool) {
 			return registry.AuthConfig{Username: "u", Password: "p"}, strings.HasPrefix(image, "reg.example/")

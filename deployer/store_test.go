@@ -3,26 +3,16 @@ package deployer_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
-
-func openStore(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 func TestStoreRevisionsAndTransitions(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := storetest.Open(t)
 	spec := deployer.StackSpec{Name: "app", Services: []deployer.ServiceSpec{{Name: "web", Image: "web:1", Scale: 2}}}
 	for i, v := range []string{"1.0.0", "1.0.1"} {
 		n, err := db.AddRevision(ctx, deployer.Revision{Env: "prod", Stack: "app", Version: v, Spec: spec,

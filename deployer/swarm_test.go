@@ -13,6 +13,7 @@ import (
 
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/deployer/scheduler"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/internal/testenv"
 )
 
@@ -153,7 +154,7 @@ func newSwarmRig(t *testing.T) *swarmRig {
 			t.Errorf("swarm leave: %v", err)
 		}
 	})
-	db := openStore(t)
+	db := storetest.Open(t)
 	sw, err := deployer.NewSwarm(deployer.SwarmOptions{Env: "prod", Manager: h.Endpoint, Store: db,
 		Poll: 200 * time.Millisecond, Monitor: time.Second, PendingTimeout: 3 * time.Second, Timeout: 2 * time.Minute})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/pipeline"
 	"github.com/dockmaster/dockmaster/pipeline/jenkins"
 	"github.com/dockmaster/dockmaster/test/jenkinsemu"
@@ -21,7 +22,7 @@ import (
 func BenchmarkPushesToTickets(b *testing.B) {
 	const pushes, apps = 1000, 50
 	for i := 0; i < b.N; i++ {
-		db := openStore(b)
+		db := storetest.Open(b)
 		var (
 			mu  sync.Mutex
 			obs []time.Duration

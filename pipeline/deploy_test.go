@@ -3,13 +3,13 @@ package pipeline_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/pipeline"
 )
 
@@ -77,11 +77,7 @@ func (f *fixture) clock() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f
 func (f *fixture) set(t time.Time)  { f.mu.Lock(); f.now = t; f.mu.Unlock() }
 
 func newFixture(t *testing.T) *fixture {
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	w, err := pipeline.WindowPolicy{Allow: []pipeline.WindowSpec{{Cron: "0 2 * * 1-5", Duration: 2 * time.Hour, Zone: "Europe/Berlin"}}}.Compile()
 	if err != nil {
 		t.Fatal(err)

@@ -6,28 +6,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/pipeline"
 	"github.com/dockmaster/dockmaster/pipeline/jenkins"
 	"github.com/dockmaster/dockmaster/test/jenkinsemu"
 	"github.com/dockmaster/dockmaster/webhooks"
 )
-
-func openStore(t testing.TB) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // addEvent stores a normalized event as the ingestion path does.
 func addEvent(t testing.TB, db *store.DB, ev webhooks.Event) int64 {
@@ -141,7 +131,7 @@ func waitRun(t *testing.T, db *store.DB, id int64, want pipeline.RunState) pipel
 }
 
 func TestPushToTicketThroughJenkins(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	var h *harness
 	notify := notifyToEvents(t, db, func() {
 		if h != nil {
@@ -205,7 +195,7 @@ func TestJenkinsFailuresBecomeStageFailures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			db := openStore(t)
+			db := storetest.Open(t)
 			emu := jenkinsemu.New(t, jenkinsemu.Options{User: "ci", Token: "tok"})
 			c.setup(emu)
 			h := start(t, db, emu, []pipeline.App{javaApp()}, time.Millisecond) // poll at once: no webhook here
@@ -220,7 +210,7 @@ func TestJenkinsFailuresBecomeStageFailures(t *testing.T) {
 }
 
 func TestNewerPushSupersedesQueuedRun(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	emu := jenkinsemu.New(t, jenkinsemu.Options{User: "ci", Token: "tok"})
 	emu.AddJob("team/java-service-1-test", jenkinsemu.Job{Parameters: []string{"BRANCH"}})
 	// Both events are stored before the engine first looks.
@@ -247,7 +237,7 @@ func TestNewerPushSupersedesQueuedRun(t *testing.T) {
 
 // A restart after the trigger must find the queued build, not trigger again.
 func TestRestartDuringTestDoesNotTriggerTwice(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	emu := jenkinsemu.New(t, jenkinsemu.Options{User: "ci", Token: "tok", ManualFinish: true})
 	emu.AddJob("team/java-service-1-test", jenkinsemu.Job{Parameters: []string{"BRANCH", pipeline.RunParam}})
 	h := start(t, db, emu, []pipeline.App{javaApp()}, time.Millisecond)
@@ -283,7 +273,7 @@ func TestRestartDuringTestDoesNotTriggerTwice(t *testing.T) {
 }
 
 func TestCancelRerunAndManualTicket(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	emu := jenkinsemu.New(t, jenkinsemu.Options{User: "ci", Token: "tok", ManualFinish: true})
 	emu.AddJob("team/java-service-1-test", jenkinsemu.Job{Parameters: []string{"BRANCH", pipeline.RunParam}})
 	h := start(t, db, emu, []pipeline.App{javaApp()}, time.Millisecond)
@@ -324,7 +314,7 @@ func TestCancelRerunAndManualTicket(t *testing.T) {
 // A Jenkins deploy job's final notification settles its ticket's deploy;
 // earlier phases and other jobs' builds do not.
 func TestDeployJobNotificationReachesTheDeployManager(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	emu := jenkinsemu.New(t, jenkinsemu.Options{})
 	type call struct {
 		key    string

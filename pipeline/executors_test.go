@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/internal/testenv"
 	"github.com/dockmaster/dockmaster/pipeline"
 	"github.com/dockmaster/dockmaster/test/jenkinsemu"
@@ -40,7 +41,7 @@ func TestCommandExecutorRunsTestsInAContainer(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			url, sha := commitRepo(t, map[string]string{"test.sh": "#!/bin/sh\n" + c.script + "\n"})
-			db := openStore(t)
+			db := storetest.Open(t)
 			work := t.TempDir()
 			git := pipeline.NewGitCache(filepath.Join(work, "git"))
 			app := pipeline.App{Name: "svc", Repo: pipeline.Repo{URL: url, FullName: "acme/svc"}, Rules: []pipeline.BranchRule{{Branch: "main"}},
@@ -74,7 +75,7 @@ func TestCommandExecutorRunsTestsInAContainer(t *testing.T) {
 // A Jenkins build job's image digest comes from the registry's push
 // notification when the job does not report it.
 func TestJenkinsBuildTakesTheDigestFromTheRegistryEvent(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	emu := jenkinsemu.New(t, jenkinsemu.Options{ManualFinish: true})
 	emu.AddJob("build-java", jenkinsemu.Job{Parameters: []string{"VERSION", pipeline.RunParam}})
 	app := javaApp()

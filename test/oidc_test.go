@@ -15,7 +15,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +27,7 @@ import (
 	"github.com/dockmaster/dockmaster/internal/inventory"
 	"github.com/dockmaster/dockmaster/internal/server"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
 
 // oidcProvider is a minimal OpenID Connect provider: discovery, JWKS, an
@@ -165,11 +165,7 @@ type ssoServer struct {
 func newSSOServer(t *testing.T, p *oidcProvider) *ssoServer {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	for _, e := range []string{"prod", "staging"} {
 		if err := db.UpsertEnvironment(ctx, store.Environment{Name: e}); err != nil {
 			t.Fatal(err)

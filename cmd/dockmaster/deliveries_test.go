@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,18 +14,14 @@ import (
 	"github.com/dockmaster/dockmaster/internal/ingest"
 	"github.com/dockmaster/dockmaster/internal/ingest/loadgen"
 	"github.com/dockmaster/dockmaster/internal/server"
-	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/webhooks"
 )
 
 // hookAPI serves the webhook and deliveries routes on a real store.
 func hookAPI(t *testing.T) string {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	lookup, err := server.WebhookSecrets(config.Webhooks{Secrets: map[string]config.Secret{"github": config.NewSecret("s")}})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/dockmaster/dockmaster/internal/seal"
 	"github.com/dockmaster/dockmaster/internal/seal/sealtest"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
 
 // fakeTLSDocker answers the calls List makes (/_ping, /containers/json)
@@ -44,11 +44,7 @@ func fakeTLSDocker(t *testing.T, pki sealtest.PKI) string {
 // certificate, and that new certificates rebuild the deployer.
 func TestSealedTLSReachesTheClient(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	if err := db.UpsertEnvironment(ctx, store.Environment{Name: "prod"}); err != nil {
 		t.Fatal(err)
 	}

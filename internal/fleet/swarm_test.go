@@ -3,12 +3,12 @@ package fleet_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/internal/fleet"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
 
 // A Swarm environment gets a *deployer.Swarm from Target (rebuilt when its
@@ -16,11 +16,7 @@ import (
 // *deployer.Deployer from both.
 func TestTargetPicksSwarmOrHosts(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	for _, e := range []store.Environment{{Name: "sw", SwarmManager: "tcp://127.0.0.1:1"}, {Name: "std"}} {
 		if err := db.UpsertEnvironment(ctx, e); err != nil {
 			t.Fatal(err)

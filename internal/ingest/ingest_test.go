@@ -5,24 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
-
-func openStore(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 func delivery(id string) store.NewDelivery {
 	return store.NewDelivery{Provider: "github", DeliveryID: id, Verdict: store.VerdictAccepted, Body: []byte("{}"),
@@ -91,7 +81,7 @@ func submitAll(c *Committer, ids []string) []chan answer {
 }
 
 func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	rec := &recorder{BatchWriter: db}
 	var commits atomic.Int32
 	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
@@ -132,7 +122,7 @@ func TestGroupCommitOneBatchWithDuplicates(t *testing.T) {
 }
 
 func TestMaxBatch(t *testing.T) {
-	rec := &recorder{BatchWriter: openStore(t)}
+	rec := &recorder{BatchWriter: storetest.Open(t)}
 	c := New(rec, Options{MaxBatch: 1})
 	answers := submitAll(c, []string{"a", "b", "c"})
 	waitPending(t, c, 3)
@@ -150,7 +140,7 @@ func TestMaxBatch(t *testing.T) {
 
 func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
 	boom := errors.New("disk on fire")
-	rec := &recorder{BatchWriter: openStore(t), fail: boom}
+	rec := &recorder{BatchWriter: storetest.Open(t), fail: boom}
 	var commits atomic.Int32
 	c := New(rec, Options{OnCommit: func() { commits.Add(1) }})
 	answers := submitAll(c, []string{"a", "b", "c"})
@@ -173,7 +163,7 @@ func TestFailedBatchAnswersEveryWaiter(t *testing.T) {
 // TestStopDrains: whatever was submitted before the stop is committed and
 // answered; submissions after it fail with ErrStopped.
 func TestStopDrains(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	c := New(db, Options{MaxBatch: 8})
 	ids := make([]string, 50)
 	for i := range ids {
@@ -200,7 +190,7 @@ func TestStopDrains(t *testing.T) {
 }
 
 func TestConcurrentSubmitters(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t)
 	w := db.DeliveryWriter()
 	defer w.Close()
 	rec := &recorder{BatchWriter: w}

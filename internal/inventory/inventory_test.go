@@ -6,13 +6,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dockmaster/dockmaster/internal/seal/sealtest"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
 
 // A host registered with client TLS is pinged with its certificate: it is
@@ -36,11 +36,7 @@ func TestPingUsesTheHostsTLS(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	if err := db.UpsertEnvironment(ctx, store.Environment{Name: "prod"}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/dockmaster/dockmaster/internal/ingest"
 	"github.com/dockmaster/dockmaster/internal/ingest/loadgen"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 	"github.com/dockmaster/dockmaster/webhooks"
 )
 
@@ -32,11 +32,7 @@ type hookServer struct {
 
 func newHookServer(t *testing.T, maxBody int64) *hookServer {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	lookup, err := WebhookSecrets(config.Webhooks{Secrets: map[string]config.Secret{"github": config.NewSecret(hookSecret)}})
 	if err != nil {
 		t.Fatal(err)
