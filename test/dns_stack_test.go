@@ -23,7 +23,7 @@ import (
 // stack to the healthy containers.
 func TestServiceNamesResolveInsideTheStack(t *testing.T) {
 	h := testenv.StartHost(t, "dnsstack")
-	removeStackOnCleanup(t, h)
+	removeOwned(t, h)
 	web := testenv.HTTPServerImage(t, h.Client, "1.0.0")
 	base := testenv.BusyboxImage(t, h.Client)
 	resolver := net.JoinHostPort(h.Gateway, "53")

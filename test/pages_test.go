@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
 
 	"github.com/dockmaster/dockmaster/internal/store"
 	"github.com/dockmaster/dockmaster/internal/testenv"
@@ -35,38 +32,6 @@ services:
       API_TOKEN: ` + pagesEnvSecret + `
 `
 
-// removeStackOnCleanup removes dockmaster's containers and networks from
-// host before the harness stops it (leaked bridges exhaust the subnets).
-func removeStackOnCleanup(t *testing.T, h *testenv.Host) {
-	t.Cleanup(func() {
-		ctx := context.Background()
-		f := filters.NewArgs(filters.Arg("label", "io.dockmaster.env"))
-		// A container create the killed service sent just before may still
-		// land: sweep until a pass finds nothing left to remove.
-		var last error
-		for range 10 {
-			cs, _ := h.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-			for _, c := range cs {
-				_ = h.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-			}
-			ns, _ := h.Client.NetworkList(ctx, network.ListOptions{Filters: f})
-			last = nil
-			for _, n := range ns {
-				if err := h.Client.NetworkRemove(ctx, n.ID); err != nil {
-					last = fmt.Errorf("remove network %s: %w", n.Name, err)
-				}
-			}
-			if len(cs) == 0 && len(ns) == 0 {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		if last != nil {
-			t.Error(last)
-		}
-	})
-}
-
 // pagesSetup: prod on one harness host running stack "web" (app Web)
 // upgraded 1.0.0 -> 2.0.0 and held, ticket DEPLOY-1 awaiting confirmation,
 // and users per role on prod.
@@ -74,7 +39,7 @@ func pagesSetup(t *testing.T) (*testenv.Server, *chrome.Browser) {
 	t.Helper()
 	b := chrome.Start(t) // skips first: -short, no chromium
 	h := testenv.StartHost(t, "pages")
-	removeStackOnCleanup(t, h)
+	removeOwned(t, h)
 	for _, v := range []string{"1.0.0", "2.0.0"} {
 		testenv.HTTPServerImage(t, h.Client, v)
 	}

@@ -18,6 +18,7 @@ import (
 func TestServiceReplacesACrashedContainer(t *testing.T) {
 	h := testenv.StartHost(t, "rec1")
 	img := testenv.HTTPServerImage(t, h.Client, "1.0.0")
+	removeOwned(t, h) // after the server stops, before the host does
 	srv := testenv.StartServer(t, fmt.Sprintf(`reconcile_interval: 500ms
 environments:
   - name: prod
@@ -26,7 +27,6 @@ environments:
 `, h.Endpoint, h.IP))
 	admin := srv.Admin()
 	ctx := context.Background()
-	removeStackOnCleanup(t, h)
 	compose := "services:\n  web:\n    image: " + img + "\n"
 	rancher := "services:\n  web:\n    scale: 2\n    health_check:\n      port: 8080\n      request_line: GET /healthz HTTP/1.0\n      interval: 500\n      healthy_threshold: 1\n      unhealthy_threshold: 2\n      response_timeout: 1000\n      strategy: recreate\n"
 	if st := admin.Do("POST", "/api/v1/environments/prod/stacks/shop/up", map[string]any{"compose": compose, "rancher": rancher}, nil); st != http.StatusOK {
