@@ -27,7 +27,10 @@
 // resets a connection is marked down for DownFor, and the request is sent
 // to another backend — any request whose connection could not be made,
 // and idempotent requests without a body (GET, HEAD, OPTIONS, TRACE) after
-// any transport error. A POST cut mid-flight is answered 502, never
+// any transport error. When every backend of the route has failed (the
+// old containers stopped before the view showed the new ones healthy),
+// such a request waits up to DownFor for the next config and goes to its
+// backends. A POST cut mid-flight is answered 502, never
 // replayed. The e2e test (test/lb_e2e_test.go) loops requests through a
 // start_first upgrade and a rollback and counts zero errors.
 //

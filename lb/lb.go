@@ -48,8 +48,31 @@ type port struct {
 	proto string
 	ln    net.Listener
 	srv   *http.Server // http
-	rules atomic.Pointer[[]*route]
+	rules atomic.Pointer[ruleSet]
 	wg    sync.WaitGroup // tcp connections
+}
+
+// ruleSet is one config's routes for a port. changed is closed when a
+// newer config replaces it, so a request whose every backend failed can
+// wait for the backends that replace them (the window in a rolling
+// upgrade between old containers stopping and the LB hearing of new ones).
+type ruleSet struct {
+	routes  []*route
+	changed chan struct{}
+}
+
+// newerRules waits, at most DownFor, for a config newer than set; nil
+// when none came or ctx ended.
+func (l *LB) newerRules(ctx context.Context, pt *port, set *ruleSet) *ruleSet {
+	t := time.NewTimer(l.o.DownFor)
+	defer t.Stop()
+	select {
+	case <-set.changed:
+		return pt.rules.Load()
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
 }
 
 // route is a rule with its round-robin counter.
@@ -131,16 +154,20 @@ func (l *LB) Apply(c Config) error {
 		}
 		// Keep round-robin position of unchanged rules: no burst on one
 		// backend after every config.
-		if old := pt.rules.Load(); old != nil {
+		old := pt.rules.Load()
+		if old != nil {
 			for _, r := range rs {
-				for _, o := range *old {
+				for _, o := range old.routes {
 					if o.Hostname == r.Hostname && o.Path == r.Path {
 						r.next.Store(o.next.Load())
 					}
 				}
 			}
 		}
-		pt.rules.Store(&rs)
+		pt.rules.Store(&ruleSet{routes: rs, changed: make(chan struct{})})
+		if old != nil {
+			close(old.changed) // under l.mu: each set is replaced once
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -283,6 +310,8 @@ type ctxKey struct{}
 // transport.
 type pinned struct {
 	r      *route
+	pt     *port
+	set    *ruleSet // the config r came from
 	sticky string
 	chosen string // backend that answered, for the sticky cookie
 }
@@ -331,17 +360,17 @@ func (l *LB) httpHandler(pt *port) http.Handler {
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rs := pt.rules.Load()
-		if rs == nil {
+		set := pt.rules.Load()
+		if set == nil {
 			http.Error(w, "no rules yet", http.StatusServiceUnavailable)
 			return
 		}
-		rt := match(*rs, r.Host, r.URL.Path)
+		rt := match(set.routes, r.Host, r.URL.Path)
 		if rt == nil {
 			http.Error(w, "no rule matches this host and path", http.StatusNotFound)
 			return
 		}
-		p := &pinned{r: rt}
+		p := &pinned{r: rt, pt: pt, set: set}
 		if rt.StickyCookie != "" {
 			if c, err := r.Cookie(rt.StickyCookie); err == nil {
 				for _, b := range rt.Backends {
@@ -361,7 +390,8 @@ var errNoBackend = errors.New("no healthy backend")
 // backend fails before answering, marks it down and tries another: any
 // request whose connection could not be made, and idempotent requests
 // without a body after any transport error (a backend stopped mid-request
-// during a rolling upgrade).
+// during a rolling upgrade). When every backend of the route has failed
+// it waits for the next config and tries the route's new backends.
 type retrier struct{ l *LB }
 
 func (t retrier) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -370,14 +400,25 @@ func (t retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errNoBackend
 	}
 	tried := map[string]bool{}
+	waited := false
 	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 6; attempt++ {
 		b := ""
 		if attempt == 0 && p.sticky != "" && !t.l.isDown(p.sticky, time.Now()) {
 			b = p.sticky
 		} else {
 			var ok bool
-			if b, ok = t.l.pick(p.r, tried); !ok {
+			b, ok = t.l.pick(p.r, tried)
+			if !ok && !waited && (lastErr == nil || retryable(req, lastErr)) {
+				waited = true
+				if set := t.l.newerRules(req.Context(), p.pt, p.set); set != nil {
+					if r := match(set.routes, req.Host, req.URL.Path); r != nil {
+						p.r, p.set = r, set
+						b, ok = t.l.pick(r, tried)
+					}
+				}
+			}
+			if !ok {
 				break
 			}
 		}
@@ -441,15 +482,23 @@ func (l *LB) serveTCP(pt *port) {
 // a connect fails) and copies both ways, passing half-closes on.
 func (l *LB) forward(pt *port, c net.Conn) {
 	defer c.Close()
-	rs := pt.rules.Load()
-	if rs == nil || len(*rs) == 0 {
+	set := pt.rules.Load()
+	if set == nil || len(set.routes) == 0 {
 		return
 	}
-	r := (*rs)[0]
+	r := set.routes[0]
 	tried := map[string]bool{}
+	waited := false
 	var up net.Conn
-	for range 3 {
+	for range 6 {
 		b, ok := l.pick(r, tried)
+		if !ok && !waited {
+			waited = true // every backend refused: wait for the next config
+			if set = l.newerRules(context.Background(), pt, set); set != nil && len(set.routes) > 0 {
+				r = set.routes[0]
+				b, ok = l.pick(r, tried)
+			}
+		}
 		if !ok {
 			break
 		}

@@ -167,6 +167,38 @@ func TestGetRetriesAfterResetMidRequest(t *testing.T) {
 	}
 }
 
+// When every backend of a route is gone (the old containers of a rolling
+// upgrade stopped before the LB heard of the new ones), a request waits
+// for the next config and is answered by its backends.
+func TestRequestWaitsForNewBackendsWhenAllFailed(t *testing.T) {
+	dead := backend(t, "dead")
+	deadAddr := hostOf(dead)
+	dead.Close()
+	l := newLB(t)
+	if err := l.Apply(Config{Rules: []Rule{{SourcePort: 80, Backends: []string{deadAddr}}}}); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr(80).String() + "/"
+	a := backend(t, "a")
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_ = l.Apply(Config{Version: "2", Rules: []Rule{{SourcePort: 80, Backends: []string{hostOf(a)}}}})
+	}()
+	if code, body := get(t, url, ""); code != 200 || body != "a" {
+		t.Fatalf("GET while the config changes: %d %q, want 200 a", code, body)
+	}
+
+	// No newer config: the request fails once DownFor has passed.
+	a.Close()
+	start := time.Now()
+	if code, _ := get(t, url, ""); code != http.StatusBadGateway {
+		t.Errorf("GET with every backend gone and no new config: %d, want 502", code)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("waited %v for a config that never came, want about DownFor (2s)", waited)
+	}
+}
+
 func TestStickyCookiePinsBackend(t *testing.T) {
 	a, b := backend(t, "a"), backend(t, "b")
 	l := newLB(t)
