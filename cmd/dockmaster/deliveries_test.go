@@ -137,11 +137,14 @@ func TestBenchWebhooks(t *testing.T) {
 	for _, mode := range connModes {
 		section := out.String()[strings.Index(out.String(), "== "+mode.name):]
 		for _, want := range []string{"group, round 2: 300 acknowledged, 300 stored exactly once, 0 missing", "onetx, round 1: 300 acknowledged", "median of 2 rounds",
-			"durable/bare throughput", "group/one-tx throughput", "p99 durable/bare at 8 conns"} {
+			"durable/bare throughput", "group/one-tx throughput", "p99 durable/bare at 8 conns", "5 x one-tx / bare"} {
 			if !strings.Contains(section, want) {
 				t.Errorf("%s: output lacks %q:\n%s", mode.name, want, out.String())
 			}
 		}
+	}
+	if !strings.Contains(out.String(), "fsync after a 4 KiB append on this disk: median ") || rep.Fsync <= 0 {
+		t.Errorf("no fsync figure (report %v):\n%s", rep.Fsync, out.String())
 	}
 	for _, f := range []connFigures{rep.KeepAlive, rep.ConnPerHook} {
 		if f.Bare.Acknowledged != 300 || f.Group.PerSecond <= 0 || f.OneTx.P99 <= 0 {
@@ -153,7 +156,8 @@ func TestBenchWebhooks(t *testing.T) {
 // BenchmarkWebhookIngest is `dockmaster bench webhooks -n 1000 -c 64` per
 // iteration, reporting, for kept-alive connections (ka-) and a connection
 // per hook (cph-), the goal ratios (durable/bare >= 0.5, group/one-tx >= 5,
-// p99 durable/bare <= 2) and accepted hooks per second.
+// p99 durable/bare <= 2), accepted hooks per second, and the disk's fsync
+// time.
 func BenchmarkWebhookIngest(b *testing.B) {
 	var last benchReport
 	for range b.N {
@@ -163,6 +167,7 @@ func BenchmarkWebhookIngest(b *testing.B) {
 		}
 		last = rep
 	}
+	b.ReportMetric(float64(last.Fsync.Microseconds()), "fsync-µs")
 	for prefix, f := range map[string]connFigures{"ka-": last.KeepAlive, "cph-": last.ConnPerHook} {
 		b.ReportMetric(f.Bare.PerSecond, prefix+"bare-hooks/s")
 		b.ReportMetric(f.Group.PerSecond, prefix+"durable-hooks/s")
