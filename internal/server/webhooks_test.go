@@ -144,7 +144,7 @@ func TestWebhookConcurrentCopies(t *testing.T) {
 }
 
 func TestWebhookRejectsStoreNothing(t *testing.T) {
-	s := newHookServer(t, 1024)
+	s := newHookServer(t, 16<<10)
 	hook := loadgen.GitHubPush(hookSecret, "team/app", "d-1", 1)
 
 	unsigned := hook.Header.Clone()
@@ -163,7 +163,7 @@ func TestWebhookRejectsStoreNothing(t *testing.T) {
 		t.Errorf("malformed: %d %v", code, out)
 	}
 
-	big := []byte(`{"pad":"` + strings.Repeat("x", 2000) + `"}`)
+	big := []byte(`{"pad":"` + strings.Repeat("x", 17<<10) + `"}`)
 	if code, out := s.post(t, "/webhooks/github", signed("push", "d-3", big), big); code != http.StatusRequestEntityTooLarge || !strings.Contains(fmt.Sprint(out["error"]), "max_body_bytes") {
 		t.Errorf("too large: %d %v", code, out)
 	}

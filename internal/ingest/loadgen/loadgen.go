@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,15 +30,27 @@ type Hook struct {
 
 // GitHubPush returns a push of commit number i to refs/heads/main of repo,
 // signed with secret (X-Hub-Signature-256) and identified by deliveryID.
+// The body has the shape and size of GitHub's (6-8 KB, most of it the
+// repository's and the sender's API links), so that verifying, parsing and
+// storing it cost what a real push costs.
 func GitHubPush(secret, repo, deliveryID string, i int) Hook {
 	sha := fmt.Sprintf("%040x", i+1)
+	owner, _, _ := strings.Cut(repo, "/")
+	commit := map[string]any{"id": sha, "tree_id": fmt.Sprintf("%040x", i+2), "distinct": true,
+		"message": fmt.Sprintf("change %d", i), "timestamp": "2024-03-01T10:00:00Z",
+		"url":       "https://github.com/" + repo + "/commit/" + sha,
+		"author":    map[string]any{"name": "Bench", "email": "bench@example.com", "username": owner},
+		"committer": map[string]any{"name": "Bench", "email": "bench@example.com", "username": owner},
+		"added":     []string{}, "removed": []string{}, "modified": []string{"README.md"}}
 	body, _ := json.Marshal(map[string]any{ // cannot fail: plain maps and strings
 		"ref": "refs/heads/main", "before": fmt.Sprintf("%040x", i), "after": sha,
-		"repository": map[string]any{"full_name": repo, "clone_url": "https://git.example/" + repo + ".git",
-			"html_url": "https://git.example/" + repo},
-		"pusher":      map[string]any{"name": "bench", "email": "bench@example.com"},
-		"head_commit": map[string]any{"id": sha, "message": fmt.Sprintf("change %d", i), "timestamp": "2024-03-01T10:00:00Z", "author": map[string]any{"name": "Bench", "email": "bench@example.com"}},
-		"commits":     []any{map[string]any{"id": sha, "message": fmt.Sprintf("change %d", i)}},
+		"created": false, "deleted": false, "forced": false, "base_ref": nil,
+		"compare":     "https://github.com/" + repo + "/compare/" + fmt.Sprintf("%012x...%012x", i, i+1),
+		"commits":     []any{commit},
+		"head_commit": commit,
+		"repository":  githubRepository(repo, owner),
+		"pusher":      map[string]any{"name": owner, "email": "bench@example.com"},
+		"sender":      githubUser(owner),
 	})
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
@@ -44,9 +58,52 @@ func GitHubPush(secret, repo, deliveryID string, i int) Hook {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-GitHub-Event", "push")
 	h.Set("X-GitHub-Delivery", deliveryID)
+	h.Set("X-GitHub-Hook-ID", "292430182")
 	h.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	h.Set("User-Agent", "GitHub-Hookshot/dockmaster-bench")
 	return Hook{DeliveryID: deliveryID, Header: h, Body: body}
+}
+
+// githubRepository is a push's "repository" object as GitHub sends it.
+func githubRepository(repo, owner string) map[string]any {
+	web, api := "https://github.com/"+repo, "https://api.github.com/repos/"+repo
+	r := map[string]any{"id": 135493233, "node_id": "MDEwOlJlcG9zaXRvcnkxMzU0OTMyMzM=", "name": path.Base(repo),
+		"full_name": repo, "owner": githubUser(owner), "private": false, "html_url": web, "description": nil,
+		"fork": false, "url": web, "created_at": 1527711484, "updated_at": "2024-03-01T10:00:00Z", "pushed_at": 1709287200,
+		"git_url": "git://github.com/" + repo + ".git", "ssh_url": "git@github.com:" + repo + ".git",
+		"clone_url": web + ".git", "svn_url": web, "homepage": nil, "size": 0, "stargazers_count": 0,
+		"watchers_count": 0, "language": nil, "has_issues": true, "has_projects": true, "has_downloads": true,
+		"has_wiki": true, "has_pages": true, "forks_count": 0, "mirror_url": nil, "archived": false,
+		"open_issues_count": 2, "license": nil, "forks": 0, "open_issues": 2, "watchers": 0,
+		"default_branch": "main", "stargazers": 0, "master_branch": "main"}
+	for _, l := range [][2]string{{"forks_url", "forks"}, {"keys_url", "keys{/key_id}"},
+		{"collaborators_url", "collaborators{/collaborator}"}, {"teams_url", "teams"}, {"hooks_url", "hooks"},
+		{"issue_events_url", "issues/events{/number}"}, {"events_url", "events"}, {"assignees_url", "assignees{/user}"},
+		{"branches_url", "branches{/branch}"}, {"tags_url", "tags"}, {"blobs_url", "git/blobs{/sha}"},
+		{"git_tags_url", "git/tags{/sha}"}, {"git_refs_url", "git/refs{/sha}"}, {"trees_url", "git/trees{/sha}"},
+		{"statuses_url", "statuses/{sha}"}, {"languages_url", "languages"}, {"stargazers_url", "stargazers"},
+		{"contributors_url", "contributors"}, {"subscribers_url", "subscribers"}, {"subscription_url", "subscription"},
+		{"commits_url", "commits{/sha}"}, {"git_commits_url", "git/commits{/sha}"}, {"comments_url", "comments{/number}"},
+		{"issue_comment_url", "issues/comments{/number}"}, {"contents_url", "contents/{+path}"},
+		{"compare_url", "compare/{base}...{head}"}, {"merges_url", "merges"}, {"archive_url", "{archive_format}{/ref}"},
+		{"downloads_url", "downloads"}, {"issues_url", "issues{/number}"}, {"pulls_url", "pulls{/number}"},
+		{"milestones_url", "milestones{/number}"}, {"notifications_url", "notifications{?since,all,participating}"},
+		{"labels_url", "labels{/name}"}, {"releases_url", "releases{/id}"}, {"deployments_url", "deployments"}} {
+		r[l[0]] = api + "/" + l[1]
+	}
+	return r
+}
+
+// githubUser is a user object (owner, sender) as GitHub sends it.
+func githubUser(login string) map[string]any {
+	api := "https://api.github.com/users/" + login
+	return map[string]any{"login": login, "id": 21031067, "node_id": "MDQ6VXNlcjIxMDMxMDY3",
+		"avatar_url": "https://avatars.githubusercontent.com/u/21031067?v=4", "gravatar_id": "",
+		"url": api, "html_url": "https://github.com/" + login, "followers_url": api + "/followers",
+		"following_url": api + "/following{/other_user}", "gists_url": api + "/gists{/gist_id}",
+		"starred_url": api + "/starred{/owner}{/repo}", "subscriptions_url": api + "/subscriptions",
+		"organizations_url": api + "/orgs", "repos_url": api + "/repos", "events_url": api + "/events{/privacy}",
+		"received_events_url": api + "/received_events", "type": "User", "site_admin": false}
 }
 
 // Result is the answer to one Hook.
