@@ -3,6 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -126,12 +128,22 @@ type benchFigures struct {
 // benchSecret signs the in-process hooks.
 const benchSecret = "bench-secret"
 
+// benchHooks are n pushes whose delivery ids are GUIDs, as GitHub's are:
+// in random order, so each batch lands on scattered pages of the
+// (provider, delivery_id) index as real traffic does.
 func benchHooks(prefix, secret string, n int) []loadgen.Hook {
 	hooks := make([]loadgen.Hook, n)
 	for i := range hooks {
-		hooks[i] = loadgen.GitHubPush(secret, "bench/app", fmt.Sprintf("%s-%06d", prefix, i), i)
+		hooks[i] = loadgen.GitHubPush(secret, "bench/app", deliveryGUID(prefix, i), i)
 	}
 	return hooks
+}
+
+// deliveryGUID is a GUID-shaped id unique to (prefix, i).
+func deliveryGUID(prefix string, i int) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s/%d", prefix, i))
+	x := hex.EncodeToString(h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
 }
 
 // connMode is a way for the load client to connect.

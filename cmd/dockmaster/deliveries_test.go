@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -149,6 +150,23 @@ func TestBenchWebhooks(t *testing.T) {
 	for _, f := range []connFigures{rep.KeepAlive, rep.ConnPerHook} {
 		if f.Bare.Acknowledged != 300 || f.Group.PerSecond <= 0 || f.OneTx.P99 <= 0 {
 			t.Errorf("report %+v", f)
+		}
+	}
+}
+
+// Bench delivery ids are GUID-shaped and never repeat across scenarios and
+// rounds: a repeated id would be answered as a duplicate and pass the
+// exactly-once check unseen.
+func TestBenchDeliveryIDsAreDistinctGUIDs(t *testing.T) {
+	guid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for _, prefix := range []string{"group-0", "group-1", "onetx-0"} {
+		for i := range 2000 {
+			id := deliveryGUID(prefix, i)
+			if !guid.MatchString(id) || seen[id] {
+				t.Fatalf("%s/%d: %q (seen before: %v)", prefix, i, id, seen[id])
+			}
+			seen[id] = true
 		}
 	}
 }
