@@ -667,7 +667,9 @@ func (s *Swarm) check(ctx context.Context, spec StackSpec) error {
 	return s.ensureNetwork(ctx, spec.Name)
 }
 
-// converge applies each (active) record and waits for it.
+// converge applies every (active) record before waiting for any, so that
+// Swarm starts the services' tasks together (Up); convergeService is one
+// service, applied then waited for.
 func (s *Swarm) converge(ctx context.Context, recs []ServiceRecord, o DeployOptions, op string) error {
 	for _, rec := range recs {
 		if _, err := s.apply(ctx, rec, failureAction(o), o); err != nil {
@@ -710,10 +712,7 @@ func (s *Swarm) convergeService(ctx context.Context, rec ServiceRecord, o Deploy
 // rollout drives rec (upgrading) to upgraded. Resumable: an update already
 // written is not written again (same swarm hash), only waited for.
 func (s *Swarm) rollout(ctx context.Context, rec ServiceRecord, o DeployOptions) error {
-	if _, err := s.apply(ctx, rec, failureAction(o), o); err != nil {
-		return err
-	}
-	if err := s.wait(ctx, rec, rec.Deployment, false, o); err != nil {
+	if err := s.convergeService(ctx, rec, o); err != nil {
 		return err
 	}
 	rec.State = StateUpgraded
