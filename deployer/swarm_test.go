@@ -141,19 +141,9 @@ type swarmRig struct {
 func newSwarmRig(t *testing.T) *swarmRig {
 	t.Helper()
 	h := testenv.StartHost(t, "swarm")
-	ctx := context.Background()
 	testenv.HTTPServerImage(t, h.Client, "v1")
 	testenv.HTTPServerImage(t, h.Client, "v2")
-	if _, err := h.Client.SwarmInit(ctx, swarm.InitRequest{ListenAddr: h.IP + ":2377", AdvertiseAddr: h.IP}); err != nil {
-		t.Fatalf("swarm init: %v", err)
-	}
-	// Registered after StartHost's cleanup, so it runs first: services,
-	// tasks and the overlay networks go with the swarm.
-	t.Cleanup(func() {
-		if err := h.Client.SwarmLeave(context.Background(), true); err != nil {
-			t.Errorf("swarm leave: %v", err)
-		}
-	})
+	testenv.InitSwarm(t, h)
 	db := storetest.Open(t)
 	sw, err := deployer.NewSwarm(deployer.SwarmOptions{Env: "prod", Manager: h.Endpoint, Store: db,
 		Poll: 200 * time.Millisecond, Monitor: time.Second, PendingTimeout: 3 * time.Second, Timeout: 2 * time.Minute})

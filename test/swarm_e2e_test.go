@@ -42,14 +42,7 @@ func TestSwarmEnvironmentE2E(t *testing.T) {
 	for _, v := range []string{"v1", "v2", "v3"} {
 		testenv.HTTPServerImage(t, h.Client, v)
 	}
-	if _, err := h.Client.SwarmInit(ctx, swarm.InitRequest{ListenAddr: h.IP + ":2377", AdvertiseAddr: h.IP}); err != nil {
-		t.Fatalf("swarm init: %v", err)
-	}
-	t.Cleanup(func() { // before the host stops: services, tasks and networks go
-		if err := h.Client.SwarmLeave(context.Background(), true); err != nil {
-			t.Errorf("swarm leave: %v", err)
-		}
-	})
+	testenv.InitSwarm(t, h)
 	nodes, err := h.Client.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil || len(nodes) != 1 {
 		t.Fatalf("nodes: %v, %v", nodes, err)
