@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/dockmaster/dockmaster/deployer"
@@ -26,6 +24,7 @@ import (
 	"github.com/dockmaster/dockmaster/internal/auth"
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/discovery"
+	"github.com/dockmaster/dockmaster/internal/discovery/traefiktest"
 	"github.com/dockmaster/dockmaster/internal/server"
 	"github.com/dockmaster/dockmaster/internal/store"
 	"github.com/dockmaster/dockmaster/internal/testenv"
@@ -310,7 +309,7 @@ func TestLBRollingUpgradeAndRollback(t *testing.T) {
 	t.Logf("client through the LB during upgrade and rollback: %d requests, %d errors; last answer not from v1 at %v relative to the rollback returning (want <= 1s)",
 		len(samples), len(errs), back.Round(time.Millisecond))
 	if len(errs) > 0 {
-		t.Errorf("%d failed requests, first: %v", len(errs), errs[:min(len(errs), 5)])
+		t.Errorf("%d failed requests, first: %v\nLB log:\n%s", len(errs), errs[:min(len(errs), 5)], e.logs(t, "shop-lb-1"))
 	}
 	if !sawV2 {
 		t.Error("no request reached v2 during the held upgrade")
@@ -346,7 +345,9 @@ func TestLBRollingUpgradeAndRollback(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("traefik endpoint: %s %s", resp.Status, tj)
 	}
-	validateTraefik(t, tj)
+	if err := traefiktest.Validate(tj); err != nil {
+		t.Errorf("traefik endpoint JSON does not validate: %v\n%s", err, tj)
+	}
 	if n := strings.Count(string(tj), `"url":"http://`); n != 2 {
 		t.Errorf("traefik config lists %d servers, want the 2 healthy containers: %s", n, tj)
 	}
@@ -368,35 +369,5 @@ func TestLBRollingUpgradeAndRollback(t *testing.T) {
 		dRPS, lRPS, 100*lRPS/dRPS, dErr, lErr)
 	if lErr > 0 {
 		t.Errorf("%d errors through the LB under load", lErr)
-	}
-}
-
-// validateTraefik checks b against the Traefik schema subset kept with
-// the discovery package (its source is in that testdata's README).
-func validateTraefik(t *testing.T, b []byte) {
-	t.Helper()
-	f, err := os.Open("../internal/discovery/testdata/traefik-v2-dynamic-subset.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("traefik.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("traefik.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("traefik endpoint JSON: %v", err)
-	}
-	if err := sch.Validate(inst); err != nil {
-		t.Errorf("traefik endpoint JSON does not validate: %v\n%s", err, b)
 	}
 }

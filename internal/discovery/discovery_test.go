@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"reflect"
 	"sort"
 	"sync"
@@ -12,9 +11,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/dockmaster/dockmaster/deployer"
+	"github.com/dockmaster/dockmaster/internal/discovery/traefiktest"
 )
 
 // fakeEnv is an Endpointer whose services a test edits.
@@ -276,47 +275,16 @@ func TestTraefikConfigValidatesAgainstSchema(t *testing.T) {
 	if bytes.Equal(bad, got) {
 		t.Fatal("test setup: tcp servers not found in the JSON")
 	}
-	if err := compileSchema(t).Validate(mustInstance(t, bad)); err == nil {
+	if err := traefiktest.Validate(bad); err == nil {
 		t.Error("schema accepted a service without servers")
 	}
 	// Empty environment: still valid.
 	validate(t, []byte(`{}`))
 }
 
-func compileSchema(t *testing.T) *jsonschema.Schema {
-	t.Helper()
-	f, err := os.Open("testdata/traefik-v2-dynamic-subset.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("traefik.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("traefik.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func mustInstance(t *testing.T, b []byte) any {
-	t.Helper()
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 func validate(t *testing.T, b []byte) {
 	t.Helper()
-	if err := compileSchema(t).Validate(mustInstance(t, b)); err != nil {
+	if err := traefiktest.Validate(b); err != nil {
 		t.Errorf("traefik JSON does not validate: %v\n%s", err, b)
 	}
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // Traefik is Traefik's dynamic configuration (the HTTP provider reads it
-// as JSON; schema subset with its source in testdata/). Only what
+// as JSON; schema subset with its source in traefiktest/). Only what
 // dockmaster fills is modelled.
 type Traefik struct {
 	HTTP *TraefikHTTP `json:"http,omitempty"`
