@@ -27,7 +27,9 @@
 // resets a connection is marked down for DownFor, and the request is sent
 // to another backend — any request whose connection could not be made,
 // and idempotent requests without a body (GET, HEAD, OPTIONS, TRACE) after
-// any transport error. When every backend of the route has failed (the
+// any transport error, including a body cut short after the headers (a
+// response of known length up to 64 KiB is read whole before it is passed
+// on). When every backend of the route has failed (the
 // old containers stopped before the view showed the new ones healthy),
 // such a request waits up to DownFor for the next config and goes to its
 // backends. A POST cut mid-flight is answered 502, never

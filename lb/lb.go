@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -429,6 +430,9 @@ func (t retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		out.URL.Host = b
 		resp, err := t.l.transport.RoundTrip(out)
+		if err == nil && idempotent(req) {
+			err = readSmallBody(resp)
+		}
 		if err == nil {
 			p.chosen = b
 			return resp, nil
@@ -453,11 +457,38 @@ func retryable(req *http.Request, err error) bool {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true // nothing was sent
 	}
+	return idempotent(req)
+}
+
+// idempotent requests without a body may be sent again after any failure.
+func idempotent(req *http.Request) bool {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return req.Body == nil || req.Body == http.NoBody
 	}
 	return false
+}
+
+// maxReadAhead bounds the responses readSmallBody reads whole.
+const maxReadAhead = 64 << 10
+
+// readSmallBody reads a response of known length up to maxReadAhead before
+// it is passed on, so that a backend dying between its headers and its body
+// (a container stopped mid-response) fails the round trip, which is then
+// retried, instead of cutting the client's response. Larger and streamed
+// responses pass through as they come.
+func readSmallBody(resp *http.Response) error {
+	if resp.ContentLength <= 0 || resp.ContentLength > maxReadAhead || resp.Request.Method == http.MethodHead {
+		return nil
+	}
+	body := bytes.NewBuffer(make([]byte, 0, resp.ContentLength+1))
+	_, err := body.ReadFrom(resp.Body) // to EOF, so the connection is reused
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(body)
+	return nil
 }
 
 func (l *LB) serveTCP(pt *port) {

@@ -167,6 +167,46 @@ func TestGetRetriesAfterResetMidRequest(t *testing.T) {
 	}
 }
 
+// A backend that dies between its headers and its body (busybox httpd
+// killed mid-response as its container stops) costs a GET nothing: a small
+// response is read whole before it is passed on, and a failed read is
+// retried on another backend like a failed connect.
+func TestGetRetriesWhenBodyIsCutAfterHeaders(t *testing.T) {
+	a := backend(t, "a")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r := bufio.NewReader(c)
+			for { // the request's head
+				l, err := r.ReadString('\n')
+				if err != nil || l == "\r\n" {
+					break
+				}
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+			c.Close() // no body
+		}
+	}()
+	l := newLB(t)
+	if err := l.Apply(Config{Rules: []Rule{{SourcePort: 80, Backends: []string{ln.Addr().String(), hostOf(a)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr(80).String() + "/"
+	for i := range 4 {
+		if code, body := get(t, url, ""); code != 200 || body != "a" {
+			t.Fatalf("request %d: %d %q, want 200 a", i, code, body)
+		}
+	}
+}
+
 // When every backend of a route is gone (the old containers of a rolling
 // upgrade stopped before the LB heard of the new ones), a request waits
 // for the next config and is answered by its backends.
