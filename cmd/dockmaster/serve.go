@@ -36,7 +36,8 @@ import (
 
 // defaultGCPercent trades memory for CPU. The service's live heap is small
 // (tens of MB) while a webhook burst allocates some 20 KB per hook, so at
-// Go's default of 100 the collector runs every few hundred hooks.
+// Go's default of 100 the collector runs every few hundred hooks. The lb
+// mode's heap is smaller still, with garbage from every proxied request.
 const defaultGCPercent = 400
 
 // tuneGC applies defaultGCPercent unless GOGC is set.
