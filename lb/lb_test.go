@@ -136,35 +136,12 @@ func TestGetRetriesAnotherBackendWhenOneIsGone(t *testing.T) {
 // A backend that resets connections mid-request (stopped during an
 // upgrade) costs idempotent requests nothing.
 func TestGetRetriesAfterResetMidRequest(t *testing.T) {
-	a := backend(t, "a")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = bufio.NewReader(c).ReadString('\n') // read the request line, then drop it
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
-			c.Close()
+	getsPassBrokenBackend(t, func(c net.Conn) {
+		_, _ = bufio.NewReader(c).ReadString('\n') // read the request line, then drop it
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
 		}
-	}()
-	l := newLB(t)
-	if err := l.Apply(Config{Rules: []Rule{{SourcePort: 80, Backends: []string{ln.Addr().String(), hostOf(a)}}}}); err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + l.Addr(80).String() + "/"
-	for i := range 4 {
-		if code, body := get(t, url, ""); code != 200 || body != "a" {
-			t.Fatalf("request %d: %d %q", i, code, body)
-		}
-	}
+	})
 }
 
 // A backend that dies between its headers and its body (busybox httpd
@@ -172,6 +149,23 @@ func TestGetRetriesAfterResetMidRequest(t *testing.T) {
 // response is read whole before it is passed on, and a failed read is
 // retried on another backend like a failed connect.
 func TestGetRetriesWhenBodyIsCutAfterHeaders(t *testing.T) {
+	getsPassBrokenBackend(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		for { // the request's head
+			l, err := r.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
+			}
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n") // and no body
+	})
+}
+
+// getsPassBrokenBackend routes to a healthy backend "a" and to one that
+// runs broken on each connection and then closes it: every GET must be
+// answered by "a".
+func getsPassBrokenBackend(t *testing.T, broken func(net.Conn)) {
+	t.Helper()
 	a := backend(t, "a")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,15 +178,8 @@ func TestGetRetriesWhenBodyIsCutAfterHeaders(t *testing.T) {
 			if err != nil {
 				return
 			}
-			r := bufio.NewReader(c)
-			for { // the request's head
-				l, err := r.ReadString('\n')
-				if err != nil || l == "\r\n" {
-					break
-				}
-			}
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
-			c.Close() // no body
+			broken(c)
+			c.Close()
 		}
 	}()
 	l := newLB(t)
