@@ -3,8 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/ingest"
@@ -139,11 +138,9 @@ func benchHooks(prefix, secret string, n int) []loadgen.Hook {
 	return hooks
 }
 
-// deliveryGUID is a GUID-shaped id unique to (prefix, i).
+// deliveryGUID is a GUID unique to (prefix, i): a name-based (SHA-1) UUID.
 func deliveryGUID(prefix string, i int) string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s/%d", prefix, i))
-	x := hex.EncodeToString(h[:16])
-	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+	return uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "dockmaster-bench:%s/%d", prefix, i)).String()
 }
 
 // connMode is a way for the load client to connect.
