@@ -62,18 +62,29 @@ type ruleSet struct {
 	changed chan struct{}
 }
 
-// newerRules waits, at most DownFor, for a config newer than set; nil
-// when none came or ctx ended.
-func (l *LB) newerRules(ctx context.Context, pt *port, set *ruleSet) *ruleSet {
+// newerRoute waits, at most DownFor, for a config newer than set and
+// returns it with the route sel chooses in it; a nil route when none came,
+// ctx ended or sel found none.
+func (l *LB) newerRoute(ctx context.Context, pt *port, set *ruleSet, sel func([]*route) *route) (*ruleSet, *route) {
 	t := time.NewTimer(l.o.DownFor)
 	defer t.Stop()
 	select {
 	case <-set.changed:
-		return pt.rules.Load()
+		if set = pt.rules.Load(); set != nil {
+			return set, sel(set.routes)
+		}
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return nil
+	return nil, nil
+}
+
+// firstRoute is a tcp port's one route.
+func firstRoute(rs []*route) *route {
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[0]
 }
 
 // route is a rule with its round-robin counter.
@@ -412,11 +423,10 @@ func (t retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			b, ok = t.l.pick(p.r, tried)
 			if !ok && !waited && (lastErr == nil || retryable(req, lastErr)) {
 				waited = true
-				if set := t.l.newerRules(req.Context(), p.pt, p.set); set != nil {
-					if r := match(set.routes, req.Host, req.URL.Path); r != nil {
-						p.r, p.set = r, set
-						b, ok = t.l.pick(r, tried)
-					}
+				sel := func(rs []*route) *route { return match(rs, req.Host, req.URL.Path) }
+				if set, r := t.l.newerRoute(req.Context(), p.pt, p.set, sel); r != nil {
+					p.r, p.set = r, set
+					b, ok = t.l.pick(r, tried)
 				}
 			}
 			if !ok {
@@ -481,13 +491,12 @@ func readSmallBody(resp *http.Response) error {
 	if resp.ContentLength <= 0 || resp.ContentLength > maxReadAhead || resp.Request.Method == http.MethodHead {
 		return nil
 	}
-	body := bytes.NewBuffer(make([]byte, 0, resp.ContentLength+1))
-	_, err := body.ReadFrom(resp.Body) // to EOF, so the connection is reused
+	body, err := io.ReadAll(resp.Body) // to EOF, so the connection is reused
 	resp.Body.Close()
 	if err != nil {
 		return err
 	}
-	resp.Body = io.NopCloser(body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return nil
 }
 
@@ -517,7 +526,7 @@ func (l *LB) forward(pt *port, c net.Conn) {
 	if set == nil || len(set.routes) == 0 {
 		return
 	}
-	r := set.routes[0]
+	r := firstRoute(set.routes)
 	tried := map[string]bool{}
 	waited := false
 	var up net.Conn
@@ -525,8 +534,8 @@ func (l *LB) forward(pt *port, c net.Conn) {
 		b, ok := l.pick(r, tried)
 		if !ok && !waited {
 			waited = true // every backend refused: wait for the next config
-			if set = l.newerRules(context.Background(), pt, set); set != nil && len(set.routes) > 0 {
-				r = set.routes[0]
+			if _, nr := l.newerRoute(context.Background(), pt, set, firstRoute); nr != nil {
+				r = nr
 				b, ok = l.pick(r, tried)
 			}
 		}
