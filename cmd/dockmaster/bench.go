@@ -29,7 +29,7 @@ import (
 	"github.com/dockmaster/dockmaster/webhooks"
 )
 
-const benchSynopsis = "bench webhooks [-n 5000] [-c 64] [--rounds 3] [--batch-max 256] [--linger 0s] [--url URL[,URL...] --secret S [--store PATH|postgres://...]]"
+const benchSynopsis = "bench webhooks [-n 5000] [-c 64] [--rounds 3] [--batch-max 256] [--linger 500µs] [--url URL[,URL...] --secret S [--store PATH|postgres://...]]"
 
 // Goals printed next to the figures (not asserted).
 const (
@@ -58,7 +58,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.c, "c", 64, "concurrent connections")
 	fs.IntVar(&o.rounds, "rounds", 3, "in-process: run the scenarios this many times, interleaved, and report the medians")
 	fs.IntVar(&o.batchMax, "batch-max", 256, "in-process: most deliveries per transaction in the group-commit scenario")
-	fs.DurationVar(&o.linger, "linger", 0, "in-process: wait this long for more deliveries when several are queued")
+	fs.DurationVar(&o.linger, "linger", time.Duration(config.Default().Webhooks.CommitLinger), "in-process: wait this long for more deliveries when several are queued (webhooks.commit_linger)")
 	fs.StringVar(&o.url, "url", "", "fire at this running dockmaster instead of in-process servers; several comma-separated URLs (replicas of one store) share the hooks and connections evenly")
 	fs.StringVar(&o.secret, "secret", "", "with --url: the github webhook secret it is configured with")
 	fs.StringVar(&o.store, "store", "", "with --url: its store (SQLite file or postgres:// URL), to verify every acknowledged delivery is stored once")

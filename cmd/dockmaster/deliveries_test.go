@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/ingest"
@@ -179,7 +180,7 @@ func TestBenchDeliveryIDsAreDistinctGUIDs(t *testing.T) {
 func BenchmarkWebhookIngest(b *testing.B) {
 	var last benchReport
 	for range b.N {
-		rep, err := benchWebhooks(context.Background(), benchOptions{n: 1000, c: 64, rounds: 3, batchMax: 256}, io.Discard)
+		rep, err := benchWebhooks(context.Background(), benchOptions{n: 1000, c: 64, rounds: 3, batchMax: 256, linger: time.Duration(config.Default().Webhooks.CommitLinger)}, io.Discard)
 		if err != nil {
 			b.Fatal(err)
 		}

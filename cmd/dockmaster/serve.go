@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	hookWriter := db.DeliveryWriter()
-	committer := ingest.New(hookWriter, ingest.Options{OnCommit: engine.Wake})
+	committer := ingest.New(hookWriter, ingest.Options{OnCommit: engine.Wake, Linger: time.Duration(cfg.Webhooks.CommitLinger)})
 	goLoop(func(ctx context.Context) { committer.Run(ctx); hookWriter.Close() })
 	srv.Metrics.MustRegister(committer.Collectors()...)
 	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: hookSecrets,

@@ -62,6 +62,10 @@ type Log struct {
 // Webhooks configures the receivers.
 type Webhooks struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// CommitLinger: when several deliveries are already waiting to be
+	// committed, wait this long for more to share the transaction and its
+	// fsync. A lone delivery never waits. 0 disables.
+	CommitLinger Duration `yaml:"commit_linger"`
 	// AllowUnsigned accepts hooks from providers with no secret configured.
 	AllowUnsigned bool `yaml:"allow_unsigned"`
 	// AllowSHA1 accepts GitHub's legacy X-Hub-Signature (sha1).
@@ -106,7 +110,7 @@ func Default() *Config {
 		Listen:            "127.0.0.1:8080",
 		Store:             "./data/dockmaster.db",
 		Log:               Log{Format: "auto", Level: "info"},
-		Webhooks:          Webhooks{MaxBodyBytes: 5 << 20},
+		Webhooks:          Webhooks{MaxBodyBytes: 5 << 20, CommitLinger: Duration(500 * time.Microsecond)},
 		ShutdownTimeout:   Duration(8 * time.Second),
 		ReconcileInterval: Duration(10 * time.Second),
 		RescheduleAfter:   Duration(5 * time.Minute),
@@ -222,6 +226,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Webhooks.MaxBodyBytes <= 0 {
 		return at("must be positive", "webhooks", "max_body_bytes")
+	}
+	if l := time.Duration(c.Webhooks.CommitLinger); l < 0 || l > time.Second {
+		return at(fmt.Sprintf("want 0 to 1s, got %s", l), "webhooks", "commit_linger")
 	}
 	if c.ReconcileInterval <= 0 {
 		return at("must be positive", "reconcile_interval")

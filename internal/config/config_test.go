@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -15,7 +16,8 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:8080" || cfg.Store != "./data/dockmaster.db" || cfg.Webhooks.MaxBodyBytes != 5<<20 {
+	if cfg.Listen != "127.0.0.1:8080" || cfg.Store != "./data/dockmaster.db" || cfg.Webhooks.MaxBodyBytes != 5<<20 ||
+		cfg.Webhooks.CommitLinger != Duration(500*time.Microsecond) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 }
@@ -35,6 +37,8 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{"bad swarm manager", "environments:\n  - name: prod\n    swarm:\n      manager: mgr:2375\n", 4, "environments.0.swarm.manager", "want unix"},
 		{"swarm with hosts", "environments:\n  - name: prod\n    swarm: {manager: tcp://mgr:2375}\n    hosts:\n      - name: h1\n        endpoint: tcp://h1:2376\n", 4, "environments.0.hosts", "no hosts"},
 		{"bad duration", "shutdown_timeout: soon\n", 1, "", "want a duration"},
+		{"negative linger", "webhooks:\n  max_body_bytes: 1024\n  commit_linger: -1ms\n", 3, "webhooks.commit_linger", "want 0 to 1s"},
+		{"long linger", "webhooks:\n  commit_linger: 2s\n", 2, "webhooks.commit_linger", "want 0 to 1s"},
 		{"secret env missing", "webhooks:\n  secrets:\n    github: {env: DOCKMASTER_TEST_UNSET_VAR}\n", 3, "webhooks.secrets.github", "DOCKMASTER_TEST_UNSET_VAR is not set"},
 		{"secret bad key", "webhooks:\n  secrets:\n    github: {envv: X}\n", 3, "envv", "unknown key"},
 	}

@@ -226,3 +226,43 @@ func TestConcurrentSubmitters(t *testing.T) {
 		t.Errorf("batches hold %d deliveries, want %d", total, n)
 	}
 }
+
+// TestLingerGathersLateArrivals: with two deliveries taken, the committer
+// waits Linger for more, so a third that arrives meanwhile shares the batch.
+func TestLingerGathersLateArrivals(t *testing.T) {
+	rec := &recorder{BatchWriter: storetest.Open(t)}
+	c := New(rec, Options{Linger: time.Second})
+	first := submitAll(c, []string{"a", "b"})
+	waitPending(t, c, 2)
+	stop := start(t, c)
+	defer stop()
+	for c.pending() > 0 { // taken: the committer is lingering
+		time.Sleep(time.Millisecond)
+	}
+	late := submitAll(c, []string{"c"})
+	for _, ch := range append(first, late...) {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	if got := rec.batches(); len(got) != 1 || got[0] != 3 {
+		t.Errorf("batches %v, want [3]", got)
+	}
+}
+
+// TestLoneDeliveryNeverLingers: one delivery with nothing else waiting is
+// committed at once, however long Linger is.
+func TestLoneDeliveryNeverLingers(t *testing.T) {
+	rec := &recorder{BatchWriter: storetest.Open(t)}
+	c := New(rec, Options{Linger: time.Hour})
+	stop := start(t, c)
+	select {
+	case a := <-submitAll(c, []string{"a"})[0]:
+		if a.err != nil {
+			t.Error(a.err)
+		}
+		stop()
+	case <-time.After(30 * time.Second):
+		t.Error("a lone delivery waited for the linger") // and so would stop: leave the committer
+	}
+}
