@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
@@ -90,17 +89,8 @@ func (r *benchRig) removeAll(b testing.TB) {
 // removeOwnedTB removes every owned container and network (the harness
 // host must not stop with user networks left).
 func removeOwnedTB(tb testing.TB, cli *client.Client) {
-	ctx := context.Background()
-	f := filters.NewArgs(filters.Arg("label", deployer.LabelEnv))
-	cs, _ := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-	for _, c := range cs {
-		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-	}
-	ns, _ := cli.NetworkList(ctx, network.ListOptions{Filters: f})
-	for _, n := range ns {
-		if err := cli.NetworkRemove(ctx, n.ID); err != nil {
-			tb.Errorf("remove network %s: %v", n.Name, err)
-		}
+	if _, err := testenv.RemoveLabeled(context.Background(), cli, deployer.LabelEnv); err != nil {
+		tb.Error(err)
 	}
 }
 

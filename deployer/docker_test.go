@@ -15,7 +15,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -505,26 +504,7 @@ func inspect(t *testing.T, cli *client.Client, id string) container.InspectRespo
 
 // removeOwned removes the containers and networks the tests made on cli.
 func removeOwned(t *testing.T, cli *client.Client) {
-	ctx := context.Background()
-	f := filters.NewArgs(filters.Arg("label", deployer.LabelEnv+"="+env))
-	list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-	if err != nil {
+	if _, err := testenv.RemoveLabeled(context.Background(), cli, deployer.LabelEnv+"="+env); err != nil {
 		t.Errorf("cleanup: %v", err)
-		return
-	}
-	for _, c := range list {
-		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	}
-	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	for _, n := range nets {
-		if err := cli.NetworkRemove(ctx, n.ID); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 
@@ -312,26 +311,7 @@ func allOn(t *testing.T, cli *client.Client, stack string) int {
 
 // removeSchedOwned removes the containers and networks of schedEnv.
 func removeSchedOwned(t *testing.T, cli *client.Client) {
-	ctx := context.Background()
-	f := filters.NewArgs(filters.Arg("label", deployer.LabelEnv+"="+schedEnv))
-	list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-	if err != nil {
+	if _, err := testenv.RemoveLabeled(context.Background(), cli, deployer.LabelEnv+"="+schedEnv); err != nil {
 		t.Errorf("cleanup: %v", err)
-		return
-	}
-	for _, c := range list {
-		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	}
-	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	for _, n := range nets {
-		if err := cli.NetworkRemove(ctx, n.ID); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
 	}
 }

@@ -17,10 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
-
 	"github.com/dockmaster/dockmaster/internal/testenv"
 )
 
@@ -261,31 +257,19 @@ func (s *dmServer) runCLI(t testing.TB, dir string, extra []string, bin string, 
 // the server (and its reconciler) has stopped.
 func removeOwned(t testing.TB, hosts ...*testenv.Host) {
 	t.Cleanup(func() {
-		ctx := context.Background()
-		f := filters.NewArgs(filters.Arg("label", "io.dockmaster.env"))
 		for _, h := range hosts {
 			// A container create sent just before the server stopped may
 			// still land: sweep until a pass finds nothing left to remove.
 			var last error
 			for range 10 {
-				cs, _ := h.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-				for _, c := range cs {
-					_ = h.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-				}
-				ns, _ := h.Client.NetworkList(ctx, network.ListOptions{Filters: f})
-				last = nil
-				for _, n := range ns {
-					if err := h.Client.NetworkRemove(ctx, n.ID); err != nil {
-						last = fmt.Errorf("remove network %s on %s: %w", n.Name, h.Name, err)
-					}
-				}
-				if len(cs) == 0 && len(ns) == 0 {
+				found, err := testenv.RemoveLabeled(context.Background(), h.Client, "io.dockmaster.env")
+				if last = err; found == 0 {
 					break
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
 			if last != nil {
-				t.Error(last)
+				t.Errorf("%s: %v", h.Name, last)
 			}
 		}
 	})
