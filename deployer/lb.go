@@ -149,6 +149,11 @@ func (d *Deployer) Stacks(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return StackNames(recs), nil
+}
+
+// StackNames lists the stacks recs belong to, sorted, each once.
+func StackNames(recs []ServiceRecord) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range recs {
@@ -158,7 +163,7 @@ func (d *Deployer) Stacks(ctx context.Context) ([]string, error) {
 		}
 	}
 	sort.Strings(out)
-	return out, nil
+	return out
 }
 
 // Endpoints lists every running container of the stack's services, each

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -452,14 +451,5 @@ func (v *Views) envStacks(ctx context.Context, env string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	var out []string
-	for _, r := range recs {
-		if !seen[r.Stack] {
-			seen[r.Stack] = true
-			out = append(out, r.Stack)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return deployer.StackNames(recs), nil
 }
