@@ -19,6 +19,7 @@ import (
 //	cf := addClientFlags(fs)          // --url, -o table|json
 //	parseFlags(fs, args)
 //	c, err := cf.client()             // base URL and API key from flags/env
+//	c, env, err := cf.clientIn(ctx, *envFlag, "") // and the environment
 //	err = c.get(ctx, "/api/v1/x", query, &out)
 //	if cf.wantJSON() { return writeJSON(stdout, out) }
 //
@@ -69,6 +70,25 @@ func (f *clientFlags) client() (*apiClient, error) {
 		return nil, usagef("set both DOCKMASTER_ACCESS_KEY and DOCKMASTER_SECRET_KEY, or neither")
 	}
 	return c, nil
+}
+
+// envFlag is -e, the environment a command acts in (see resolveEnv).
+func envFlag(fs *flag.FlagSet) *string {
+	return envFlag(fs)
+}
+
+// clientIn is client plus the environment to act in: env (-e), else what
+// resolveEnv finds, else def.
+func (f *clientFlags) clientIn(ctx context.Context, env, def string) (*apiClient, string, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, "", err
+	}
+	e, err := resolveEnv(ctx, c, env, def)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, e, nil
 }
 
 // apiClient talks JSON to the dockmaster API.

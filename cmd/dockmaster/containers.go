@@ -33,7 +33,7 @@ func containerPath(env, ref string) string {
 
 // containerFlags are -e and --host of the container commands.
 func containerFlags(fs *flag.FlagSet) (env, host *string) {
-	return fs.String("e", "", "environment (env DOCKMASTER_ENV; default: the API key's environment)"),
+	return envFlag(fs),
 		fs.String("host", "", "the container's host, when its name exists on several")
 }
 
@@ -56,12 +56,8 @@ func runPS(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
@@ -136,12 +132,8 @@ func runContainer(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usagef("container %s: want one CONTAINER (name, id or id prefix)", args[0])
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
@@ -193,13 +185,9 @@ func runContainerLogs(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usagef("logs: want one CONTAINER, or -s STACK")
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
@@ -255,13 +243,9 @@ func runExec(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() < 2 {
 		return usagef("exec: want CONTAINER COMMAND [ARG...]")
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
@@ -400,12 +384,8 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func hostAction(args []string) bool {
 func runHostAction(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("host", hostActionSynopsis, stderr)
 	cf := addClientFlags(fs)
-	env := fs.String("e", "", "environment (env DOCKMASTER_ENV; default: the API key's environment)")
+	env := envFlag(fs)
 	dry := fs.Bool("dry-run", false, "drain, rebalance: show the scheduler's plan, change nothing")
 	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for the moves (each waits for health)")
 	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
@@ -52,17 +52,13 @@ func runHostAction(args []string, stdout, stderr io.Writer) error {
 	default:
 		return usagef("host: unknown action %q (drain, activate or rebalance)", action)
 	}
-	c, err := cf.client()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
 	c.http.Timeout = *timeout
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	e, err := resolveEnv(ctx, c, *env, "")
-	if err != nil {
-		return err
-	}
 	path := "/api/v1/environments/" + url.PathEscape(e) + "/hosts/" + url.PathEscape(host) + "/" + action
 	if *dry {
 		path += "?dry_run=true"

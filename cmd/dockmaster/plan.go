@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os/signal"
 	"syscall"
 
@@ -19,40 +18,27 @@ var errDoesNotFit = fmt.Errorf("some containers fit on no host (reasons above)")
 func runPlan(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("plan", "plan -f docker-compose.yml [-r rancher-compose.yml] -e ENV [-s STACK] [--set K=V]", stderr)
 	cf := addClientFlags(fs)
-	file := fs.String("f", "docker-compose.yml", "docker-compose file")
-	rfile := fs.String("r", "", "rancher-compose file (default: rancher-compose.yml beside the compose file, if present)")
-	env := fs.String("e", "", "environment (env DOCKMASTER_ENV; default: the API key's environment)")
-	stack := fs.String("s", "", "stack name (default: the compose file's directory name)")
-	vars := setFlag{}
-	fs.Var(vars, "set", "variable KEY=VALUE for interpolation, e.g. VERSION=1.0.1 (repeatable)")
+	sf := addStackFileFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("plan: unexpected arguments %q (flags go before them?)", fs.Args())
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	var p upParams
-	if err := p.readFiles(*file, *rfile); err != nil {
+	if err := p.readFiles(*sf.file, *sf.rfile); err != nil {
 		return err
-	}
-	if *stack == "" {
-		*stack = stackFromFile(*file)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *sf.env, "")
 	if err != nil {
 		return err
 	}
 	req := server.PlanRequest{StackFiles: p.Req.StackFiles}
-	req.Variables = vars
+	req.Variables = sf.vars
 	var out server.PlanJSON
-	path := "/api/v1/environments/" + url.PathEscape(e) + "/stacks/" + url.PathEscape(*stack) + "/plan"
-	if err := c.post(ctx, path, req, &out); err != nil {
+	if err := c.post(ctx, stackPath(e, sf.stack())+"/plan", req, &out); err != nil {
 		return err
 	}
 	if cf.wantJSON() {

@@ -54,12 +54,7 @@ type upParams struct {
 func runUp(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("up", "up -f docker-compose.yml [-r rancher-compose.yml] -e ENV [-s STACK] [--set K=V] [-d] [--upgrade] [--confirm-upgrade|--rollback]", stderr)
 	cf := addClientFlags(fs)
-	file := fs.String("f", "docker-compose.yml", "docker-compose file")
-	rfile := fs.String("r", "", "rancher-compose file (default: rancher-compose.yml beside the compose file, if present)")
-	env := fs.String("e", "", "environment (env DOCKMASTER_ENV; default: the API key's environment)")
-	stack := fs.String("s", "", "stack name (default: the compose file's directory name)")
-	vars := setFlag{}
-	fs.Var(vars, "set", "variable KEY=VALUE for interpolation, e.g. VERSION=1.0.1 (repeatable)")
+	sf := addStackFileFlags(fs)
 	p := upParams{}
 	fs.BoolVar(&p.Req.Detach, "d", false, "return once the work is accepted")
 	fs.BoolVar(&p.Req.Upgrade, "upgrade", false, "in-service upgrade, held in upgraded until finish or rollback")
@@ -76,27 +71,22 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("up: unexpected arguments %q (flags go before them?)", fs.Args())
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	p.Req.ConfirmUpgrade = *confirm
 	if err := p.setMode(); err != nil {
 		return err
 	}
-	if err := p.readFiles(*file, *rfile); err != nil {
+	if err := p.readFiles(*sf.file, *sf.rfile); err != nil {
 		return err
 	}
-	p.Req.Variables = vars
-	p.Stack = *stack
-	if p.Stack == "" {
-		p.Stack = stackFromFile(*file)
-	}
+	p.Req.Variables = sf.vars
+	p.Stack = sf.stack()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if p.Env, err = resolveEnv(ctx, c, *env, ""); err != nil {
+	c, e, err := cf.clientIn(ctx, *sf.env, "")
+	if err != nil {
 		return err
 	}
+	p.Env = e
 	p.CommandLabel = "dockmaster"
 	return doUp(ctx, c, p, stdout, stderr)
 }
@@ -136,6 +126,33 @@ func (p *upParams) readFiles(file, rfile string) error {
 		return fmt.Errorf("rancher-compose file: %w", err)
 	}
 	return nil
+}
+
+// stackFileFlags are the flags of the commands that send a stack's compose
+// files: up and plan.
+type stackFileFlags struct {
+	file, rfile, env, name *string
+	vars                   setFlag
+}
+
+func addStackFileFlags(fs *flag.FlagSet) *stackFileFlags {
+	f := &stackFileFlags{
+		file:  fs.String("f", "docker-compose.yml", "docker-compose file"),
+		rfile: fs.String("r", "", "rancher-compose file (default: rancher-compose.yml beside the compose file, if present)"),
+		env:   envFlag(fs),
+		name:  fs.String("s", "", "stack name (default: the compose file's directory name)"),
+		vars:  setFlag{},
+	}
+	fs.Var(f.vars, "set", "variable KEY=VALUE for interpolation, e.g. VERSION=1.0.1 (repeatable)")
+	return f
+}
+
+// stack is -s, else the compose file's directory name.
+func (f *stackFileFlags) stack() string {
+	if *f.name != "" {
+		return *f.name
+	}
+	return stackFromFile(*f.file)
 }
 
 // stackFromFile is the compose file's directory name, as rancher-compose
@@ -373,7 +390,7 @@ func (c *apiClient) stream(ctx context.Context, method, path string, query url.V
 
 // stackFlags are -e and -s of the stack commands.
 func stackFlags(fs *flag.FlagSet) (env, stack *string) {
-	return fs.String("e", "", "environment (env DOCKMASTER_ENV; default: the API key's environment)"),
+	return envFlag(fs),
 		fs.String("s", "", "stack")
 }
 
@@ -388,15 +405,13 @@ func runStackOp(op string) func(args []string, stdout, stderr io.Writer) error {
 		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
-		c, err := cf.client()
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		c, e, err := cf.clientIn(ctx, *env, "")
 		if err != nil {
 			return err
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
-		if p.Env, err = resolveEnv(ctx, c, *env, ""); err != nil {
-			return err
-		}
+		p.Env = e
 		p.Stack = *stack
 		p.Rollback, p.ConfirmOnly = op == "rollback", op == "finish"
 		return doUp(ctx, c, p, stdout, stderr)
@@ -412,13 +427,9 @@ func runStackStatus(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
@@ -524,16 +535,12 @@ func runStackLogs(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	if *stack == "" {
 		return usagef("logs: -s STACK is required")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
@@ -577,16 +584,12 @@ func runRevisions(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
 	if *stack == "" {
 		return usagef("revisions: -s STACK is required")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	e, err := resolveEnv(ctx, c, *env, "")
+	c, e, err := cf.clientIn(ctx, *env, "")
 	if err != nil {
 		return err
 	}
