@@ -74,7 +74,7 @@ func (f *clientFlags) client() (*apiClient, error) {
 
 // envFlag is -e, the environment a command acts in (see resolveEnv).
 func envFlag(fs *flag.FlagSet) *string {
-	return envFlag(fs)
+	return fs.String("e", "", "environment (env DOCKMASTER_ENV; default: the API key's environment)")
 }
 
 // clientIn is client plus the environment to act in: env (-e), else what

@@ -47,13 +47,11 @@ func runTickets(args []string, stdout, stderr io.Writer) error {
 	return w.Flush()
 }
 
-// runTicket is "ticket create|show|deploy-now|reject|rollback|unblock".
+const ticketSynopsis = "ticket create --app A --branch B --env E | ticket show|approve|confirm|reject|rollback|schedule KEY | ticket deploy-now KEY --reason R"
+
+// runTicket is "ticket create|show|approve|confirm|reject|rollback|schedule|deploy-now".
 func runTicket(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usagef("ticket create --app A --branch B --env E | ticket show|reject|rollback KEY | ticket deploy-now KEY --reason R")
-	}
-	sub, args := args[0], args[1:]
-	fs := newFlags("ticket "+sub, "ticket "+sub+" ...", stderr)
+	fs := newFlags("ticket", ticketSynopsis, stderr)
 	cf := addClientFlags(fs)
 	app, branch, env := fs.String("app", "", "app"), fs.String("branch", "", "branch of an earlier successful build"), fs.String("env", "", "environment")
 	reason := fs.String("reason", "", "why the window is overridden (deploy-now)")
@@ -61,6 +59,10 @@ func runTicket(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if len(pos) == 0 {
+		return usagef("usage: dockmaster %s", ticketSynopsis)
+	}
+	sub, pos := pos[0], pos[1:]
 	c, err := cf.client()
 	if err != nil {
 		return err
