@@ -60,8 +60,8 @@ func (a *StackAPI) Register(api *auth.Routes) {
 	api.Handle(http.MethodGet, "/environments/:env/stacks", auth.PermView, env, a.list)
 	api.Handle(http.MethodGet, "/environments/:env/stacks/:stack", auth.PermView, env, a.status)
 	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/up", auth.PermDeploy, env, a.up)
-	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/finish", auth.PermDeploy, env, a.finish)
-	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/rollback", auth.PermDeploy, env, a.rollback)
+	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/finish", auth.PermDeploy, env, a.heldUpgradeOp("finish", deployer.Target.Finish))
+	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/rollback", auth.PermDeploy, env, a.heldUpgradeOp("rollback", deployer.Target.Rollback))
 	api.Handle(http.MethodGet, "/environments/:env/stacks/:stack/revisions", auth.PermView, env, a.revisions)
 	api.Handle(http.MethodPost, "/environments/:env/stacks/:stack/revisions/:n/redeploy", auth.PermDeploy, env, a.redeploy)
 	api.Handle(http.MethodGet, "/environments/:env/stacks/:stack/logs", auth.PermViewSecrets, env, a.logs) // logs may carry secrets: hidden from restricted
@@ -361,34 +361,23 @@ type opBody struct {
 	ConfirmUpgrade bool `json:"confirm_upgrade"`
 }
 
-func (a *StackAPI) finish(c *gin.Context) {
-	var in opBody
-	if !readStackBody(c, &in) {
-		return
+// heldUpgradeOp serves finish and rollback (deployer.Target.Finish or
+// .Rollback): an operation on the stack's held upgrade, run as a stack job.
+func (a *StackAPI) heldUpgradeOp(name string, op func(deployer.Target, context.Context, string, func(deployer.Event)) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var in opBody
+		if !readStackBody(c, &in) {
+			return
+		}
+		d, ok := a.deployerFor(c)
+		if !ok {
+			return
+		}
+		stack := c.Param("stack")
+		a.start(c, c.Param("env"), stack, name, in.Detach || c.Query("detach") == "1", func(ctx context.Context, progress func(deployer.Event)) error {
+			return op(d, ctx, stack, progress)
+		})
 	}
-	d, ok := a.deployerFor(c)
-	if !ok {
-		return
-	}
-	stack := c.Param("stack")
-	a.start(c, c.Param("env"), stack, "finish", in.Detach || c.Query("detach") == "1", func(ctx context.Context, progress func(deployer.Event)) error {
-		return d.Finish(ctx, stack, progress)
-	})
-}
-
-func (a *StackAPI) rollback(c *gin.Context) {
-	var in opBody
-	if !readStackBody(c, &in) {
-		return
-	}
-	d, ok := a.deployerFor(c)
-	if !ok {
-		return
-	}
-	stack := c.Param("stack")
-	a.start(c, c.Param("env"), stack, "rollback", in.Detach || c.Query("detach") == "1", func(ctx context.Context, progress func(deployer.Event)) error {
-		return d.Rollback(ctx, stack, progress)
-	})
 }
 
 func (a *StackAPI) redeploy(c *gin.Context) {
