@@ -126,6 +126,9 @@ type benchFigures struct {
 	loadgen.Stats
 	CPUPerHook time.Duration
 	MeanBatch  float64 // deliveries per transaction (durable scenarios)
+	// CommitterBusy is the share of the run the committer spent in the
+	// writer: near 1, hooks queue for the single writer.
+	CommitterBusy float64
 }
 
 // benchSecret signs the in-process hooks.
@@ -236,7 +239,7 @@ func benchMode(ctx context.Context, o benchOptions, mode connMode, dir string, f
 			hooks := benchHooks(fmt.Sprintf("%s-%d", sc.name, round), benchSecret, o.n)
 			switch sc.name {
 			case "bare":
-				f, _, err := benchScenario(ctx, bare.Engine, hooks, o.c, mode)
+				f, _, err := benchScenario(ctx, bare.Engine, hooks, o.c, mode, nil)
 				if err != nil {
 					return nil, err
 				}
@@ -284,14 +287,14 @@ func benchMode(ctx context.Context, o benchOptions, mode connMode, dir string, f
 
 	fmt.Fprintf(w, "median of %d rounds:\n", len(durableOverBare))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "scenario\taccepted/s\tp50\tp99\tCPU/hook\tper tx\tacknowledged")
+	fmt.Fprintln(tw, "scenario\taccepted/s\tp50\tp99\tCPU/hook\tper tx\twriter busy\tacknowledged")
 	row := func(name string, s benchFigures) {
-		batch := "-"
+		batch, busy := "-", "-"
 		if s.MeanBatch > 0 {
-			batch = fmt.Sprintf("%.1f", s.MeanBatch)
+			batch, busy = fmt.Sprintf("%.1f", s.MeanBatch), fmt.Sprintf("%.0f%%", 100*s.CommitterBusy)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d/%d\n", name, s.PerSecond, roundDur(s.P50), roundDur(s.P99),
-			s.CPUPerHook.Round(time.Microsecond), batch, s.Acknowledged, s.Sent)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", name, s.PerSecond, roundDur(s.P50), roundDur(s.P99),
+			s.CPUPerHook.Round(time.Microsecond), batch, busy, s.Acknowledged, s.Sent)
 	}
 	row("bare gin handler (nothing stored)", figs.Bare)
 	row(fmt.Sprintf("durable, group commit (batch <= %d)", o.batchMax), figs.Group)
@@ -376,10 +379,14 @@ func benchDurable(ctx context.Context, w ingest.BatchWriter, opts ingest.Options
 	defer func() { stop(); <-done }()
 	srv := server.New(log, nil)
 	(&server.WebhookAPI{Receiver: webhooks.New(webhooks.Options{Secrets: lookup}), Ingest: com, Log: log}).Register(srv.Engine)
-	b0, d0 := com.Stats()
-	f, results, err := benchScenario(ctx, srv.Engine, hooks, conc, mode)
+	var b0, d0 int64
+	var busy0 time.Duration
+	f, results, err := benchScenario(ctx, srv.Engine, hooks, conc, mode, func() { b0, d0 = com.Stats(); busy0 = com.Busy() })
 	if b1, d1 := com.Stats(); b1 > b0 {
 		f.MeanBatch = float64(d1-d0) / float64(b1-b0)
+	}
+	if f.Elapsed > 0 {
+		f.CommitterBusy = float64(com.Busy()-busy0) / float64(f.Elapsed)
 	}
 	return f, results, err
 }
@@ -398,8 +405,9 @@ func (d *discardWriter) InsertDeliveries(_ context.Context, ds []store.NewDelive
 }
 
 // benchScenario serves h on a loopback port, warms up, fires hooks and
-// returns their stats and results.
-func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, conc int, mode connMode) (benchFigures, []loadgen.Result, error) {
+// returns their stats and results. atStart (if set) runs between the
+// warm-up and the measured run.
+func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, conc int, mode connMode, atStart func()) (benchFigures, []loadgen.Result, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return benchFigures{}, nil, err
@@ -413,6 +421,9 @@ func benchScenario(ctx context.Context, h http.Handler, hooks []loadgen.Hook, co
 	// Warm-up: open the connections and the code paths (distinct ids).
 	warm := benchHooks(fmt.Sprintf("warmup-%p", hooks), benchSecret, min(len(hooks), 4*conc))
 	loadgen.Fire(ctx, client, target, warm, conc)
+	if atStart != nil {
+		atStart()
+	}
 	cpu0 := processCPU()
 	start := time.Now()
 	results := loadgen.Fire(ctx, client, target, hooks, conc)

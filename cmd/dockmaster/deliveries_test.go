@@ -139,7 +139,7 @@ func TestBenchWebhooks(t *testing.T) {
 	for _, mode := range connModes {
 		section := out.String()[strings.Index(out.String(), "== "+mode.name):]
 		for _, want := range []string{"group, round 2: 300 acknowledged, 300 stored exactly once, 0 missing", "onetx, round 1: 300 acknowledged", "median of 2 rounds",
-			"durable/bare throughput", "nothing-stored/bare throughput", "received, verified, nothing stored", "group/one-tx throughput", "p99 durable/bare at 8 conns", "5 x one-tx / bare"} {
+			"writer busy", "durable/bare throughput", "nothing-stored/bare throughput", "received, verified, nothing stored", "group/one-tx throughput", "p99 durable/bare at 8 conns", "5 x one-tx / bare"} {
 			if !strings.Contains(section, want) {
 				t.Errorf("%s: output lacks %q:\n%s", mode.name, want, out.String())
 			}

@@ -69,6 +69,7 @@ type Committer struct {
 	wake    chan struct{} // buffered 1: "the queue is not empty"
 
 	batches, committed, failures atomic.Int64
+	busy                         atomic.Int64 // nanoseconds inside the writer
 }
 
 // Stats reports how many transactions were committed and how many
@@ -77,7 +78,13 @@ func (c *Committer) Stats() (batches, deliveries int64) {
 	return c.batches.Load(), c.committed.Load()
 }
 
-// Collectors export Stats and the failures to Prometheus.
+// Busy is the time spent inside the writer (inserting, committing, syncing).
+// Over an interval, its growth divided by the interval is the committer's
+// utilization: near 1, deliveries wait for the committer rather than for
+// the handlers.
+func (c *Committer) Busy() time.Duration { return time.Duration(c.busy.Load()) }
+
+// Collectors export Stats, Busy and the failures to Prometheus.
 func (c *Committer) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_commits_total",
@@ -86,6 +93,9 @@ func (c *Committer) Collectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_deliveries_committed_total",
 			Help: "Webhook deliveries made durable (new and duplicate)."},
 			func() float64 { return float64(c.committed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_commit_seconds_total",
+			Help: "Time the webhook committer spent writing batches; its rate is the committer's utilization (1: saturated)."},
+			func() float64 { return c.Busy().Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dockmaster_webhook_commit_failures_total",
 			Help: "Batches whose transaction failed; each of their deliveries was answered 503."},
 			func() float64 { return float64(c.failures.Load()) }),
@@ -188,7 +198,9 @@ func (c *Committer) commit(ctx context.Context, batch []*request, recs []store.N
 	for _, r := range batch {
 		recs = append(recs, r.d)
 	}
+	start := time.Now()
 	res, err := c.w.InsertDeliveries(ctx, recs)
+	c.busy.Add(int64(time.Since(start)))
 	if err == nil && len(res) != len(batch) {
 		err = fmt.Errorf("ingest: writer returned %d results for %d deliveries", len(res), len(batch))
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dockmaster/dockmaster/internal/store"
 	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
@@ -264,5 +266,49 @@ func TestLoneDeliveryNeverLingers(t *testing.T) {
 		stop()
 	case <-time.After(30 * time.Second):
 		t.Error("a lone delivery waited for the linger") // and so would stop: leave the committer
+	}
+}
+
+// slowWriter takes a fixed time per batch.
+type slowWriter struct {
+	BatchWriter
+	took time.Duration
+}
+
+func (s slowWriter) InsertDeliveries(ctx context.Context, ds []store.NewDelivery) ([]store.InsertResult, error) {
+	time.Sleep(s.took)
+	return s.BatchWriter.InsertDeliveries(ctx, ds)
+}
+
+// TestBusyCountsTimeInTheWriter: Busy (and its metric) grows by the time
+// batches spend in the writer, so its rate shows the committer's load.
+func TestBusyCountsTimeInTheWriter(t *testing.T) {
+	c := New(slowWriter{BatchWriter: storetest.Open(t), took: 30 * time.Millisecond}, Options{MaxBatch: 1})
+	answers := submitAll(c, []string{"a", "b"})
+	waitPending(t, c, 2)
+	stop := start(t, c)
+	defer stop()
+	for _, ch := range answers {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	if got := c.Busy(); got < 60*time.Millisecond {
+		t.Errorf("Busy %v after two 30ms batches", got)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seconds float64
+	for _, mf := range mfs {
+		if mf.GetName() == "dockmaster_webhook_commit_seconds_total" {
+			seconds = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if seconds < 0.06 {
+		t.Errorf("dockmaster_webhook_commit_seconds_total = %v, want >= 0.06", seconds)
 	}
 }
