@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func newDelivery(id string, actionable bool) NewDelivery {
@@ -248,7 +249,7 @@ func TestDeliveryWriterCheckpoints(t *testing.T) {
 	db, path := openTemp(t)
 	w := db.DeliveryWriter()
 	body := []byte(strings.Repeat("x", 2000))
-	for b := 0; b < (checkpointEvery+63)/64+1; b++ {
+	for b := 0; b < int(checkpointDue+63)/64+1; b++ {
 		batch := make([]NewDelivery, 64)
 		for i := range batch {
 			batch[i] = newDelivery(fmt.Sprintf("%d-%d", b, i), true)
@@ -265,9 +266,68 @@ func TestDeliveryWriterCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if min := int64(checkpointEvery * len(body)); st.Size() < min {
-		t.Fatalf("database file is %d bytes after %d deliveries, want >= %d: nothing was checkpointed", st.Size(), checkpointEvery, min)
+	if min := checkpointDue * int64(len(body)); st.Size() < min {
+		t.Fatalf("database file is %d bytes after %d deliveries, want >= %d: nothing was checkpointed", st.Size(), checkpointDue, min)
 	}
+}
+
+// setCheckpointPolicy sets the checkpointer's thresholds for one test
+// (before any writer starts; restored after the test's writers closed).
+func setCheckpointPolicy(t *testing.T, due, force int64, quiet time.Duration) {
+	oldDue, oldForce, oldQuiet := checkpointDue, checkpointForce, checkpointQuiet
+	checkpointDue, checkpointForce, checkpointQuiet = due, force, quiet
+	t.Cleanup(func() { checkpointDue, checkpointForce, checkpointQuiet = oldDue, oldForce, oldQuiet })
+}
+
+// insertFor commits batches of four deliveries, one every 5ms, for d.
+func insertFor(t *testing.T, w *DeliveryWriter, prefix string, d time.Duration) {
+	t.Helper()
+	for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
+		batch := make([]NewDelivery, 4)
+		for j := range batch {
+			batch[j] = newDelivery(fmt.Sprintf("%s-%d-%d", prefix, i, j), true)
+		}
+		if _, err := w.InsertDeliveries(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitCheckpoints waits until the writer has run n checkpoints.
+func waitCheckpoints(t *testing.T, w *DeliveryWriter, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); w.checkpoints.Load() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d checkpoints, want %d", w.checkpoints.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCheckpointWaitsForAQuietMoment: a due checkpoint does not run while
+// commits keep coming, and runs once they stop.
+func TestCheckpointWaitsForAQuietMoment(t *testing.T) {
+	setCheckpointPolicy(t, 8, 1<<40, 300*time.Millisecond)
+	db, _ := openTemp(t)
+	w := db.DeliveryWriter()
+	defer w.Close()
+	insertFor(t, w, "busy", 600*time.Millisecond) // far past due, never quiet
+	if n := w.checkpoints.Load(); n != 0 {
+		t.Fatalf("%d checkpoints ran during the burst", n)
+	}
+	waitCheckpoints(t, w, 1)
+}
+
+// TestCheckpointForcedWhenTheWALIsLong: past checkpointForce deliveries the
+// checkpoint runs even though commits keep coming.
+func TestCheckpointForcedWhenTheWALIsLong(t *testing.T) {
+	setCheckpointPolicy(t, 8, 40, time.Hour)
+	db, _ := openTemp(t)
+	w := db.DeliveryWriter()
+	defer w.Close()
+	insertFor(t, w, "long", 300*time.Millisecond) // about 200 deliveries
+	waitCheckpoints(t, w, 1)
 }
 
 // TestDeliveryWriterConnectionStaysPrivate: the writer's connection
