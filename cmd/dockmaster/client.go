@@ -19,7 +19,7 @@ import (
 //	cf := addClientFlags(fs)          // --url, -o table|json
 //	parseFlags(fs, args)
 //	c, err := cf.client()             // base URL and API key from flags/env
-//	c, env, err := cf.clientIn(ctx, *envFlag, "") // and the environment
+//	c, e, err := cf.clientIn(ctx, *env, "") // and the environment (env := envFlag(fs))
 //	err = c.get(ctx, "/api/v1/x", query, &out)
 //	if cf.wantJSON() { return writeJSON(stdout, out) }
 //

@@ -361,20 +361,28 @@ type opBody struct {
 	ConfirmUpgrade bool `json:"confirm_upgrade"`
 }
 
+// opTarget reads the optional body of finish, rollback and redeploy
+// (?detach=1 also detaches) and finds the environment's deployer. When ok
+// is false it has answered.
+func (a *StackAPI) opTarget(c *gin.Context) (in opBody, d deployer.Target, ok bool) {
+	if !readStackBody(c, &in) {
+		return in, nil, false
+	}
+	in.Detach = in.Detach || c.Query("detach") == "1"
+	d, ok = a.deployerFor(c)
+	return in, d, ok
+}
+
 // heldUpgradeOp serves finish and rollback (deployer.Target.Finish or
 // .Rollback): an operation on the stack's held upgrade, run as a stack job.
 func (a *StackAPI) heldUpgradeOp(name string, op func(deployer.Target, context.Context, string, func(deployer.Event)) error) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		var in opBody
-		if !readStackBody(c, &in) {
-			return
-		}
-		d, ok := a.deployerFor(c)
+		in, d, ok := a.opTarget(c)
 		if !ok {
 			return
 		}
 		stack := c.Param("stack")
-		a.start(c, c.Param("env"), stack, name, in.Detach || c.Query("detach") == "1", func(ctx context.Context, progress func(deployer.Event)) error {
+		a.start(c, c.Param("env"), stack, name, in.Detach, func(ctx context.Context, progress func(deployer.Event)) error {
 			return op(d, ctx, stack, progress)
 		})
 	}
@@ -387,11 +395,7 @@ func (a *StackAPI) redeploy(c *gin.Context) {
 		badRequest(c, "revision: want a positive number, got %q", c.Param("n"))
 		return
 	}
-	var in opBody
-	if !readStackBody(c, &in) {
-		return
-	}
-	d, ok := a.deployerFor(c)
+	in, d, ok := a.opTarget(c)
 	if !ok {
 		return
 	}
@@ -404,7 +408,7 @@ func (a *StackAPI) redeploy(c *gin.Context) {
 		deployError(c, err)
 		return
 	}
-	a.start(c, env, stack, "redeploy", in.Detach || c.Query("detach") == "1", func(ctx context.Context, progress func(deployer.Event)) error {
+	a.start(c, env, stack, "redeploy", in.Detach, func(ctx context.Context, progress func(deployer.Event)) error {
 		return d.Redeploy(ctx, stack, n, deployer.DeployOptions{Progress: progress, FinishHeld: in.ConfirmUpgrade})
 	})
 }
