@@ -116,12 +116,10 @@ type DeliveryWriter struct {
 	conn  *sql.Conn
 	stmts *deliveryStmts
 
-	written     atomic.Int64  // deliveries committed since the last checkpoint began
-	lastCommit  atomic.Int64  // when the last commit ended, in Unix nanoseconds
-	checkpoint  chan struct{} // buffered 1: a checkpoint is due; closed by Close
-	closing     chan struct{} // closed by Close: stop waiting for a quiet moment
-	stopped     chan struct{} // closed when the checkpointer returns
-	checkpoints atomic.Int64  // checkpoints run, for tests
+	written    atomic.Int64  // deliveries committed since the last checkpoint began
+	lastCommit atomic.Int64  // when the last commit ended, in Unix nanoseconds
+	checkpoint chan struct{} // buffered 1: a checkpoint is due; closed by Close
+	stopped    chan struct{} // closed when the checkpointer returns
 }
 
 // Checkpointing copies every page the commits wrote into the database file,
@@ -160,7 +158,7 @@ func (w *DeliveryWriter) open(ctx context.Context) error {
 	}
 	w.conn, w.stmts = conn, st
 	if w.checkpoint == nil && w.db.dialect == SQLite { // PostgreSQL checkpoints by itself
-		w.checkpoint, w.closing, w.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		w.checkpoint, w.stopped = make(chan struct{}, 1), make(chan struct{})
 		go w.checkpointer()
 	}
 	return nil
@@ -169,20 +167,28 @@ func (w *DeliveryWriter) open(ctx context.Context) error {
 func (w *DeliveryWriter) checkpointer() {
 	defer close(w.stopped)
 	for range w.checkpoint {
-	wait:
-		for w.written.Load() < checkpointForce && time.Since(time.Unix(0, w.lastCommit.Load())) < checkpointQuiet {
-			select {
-			case <-w.closing:
-				break wait
-			case <-time.After(min(checkpointQuiet/4, 5*time.Millisecond)):
-			}
-		}
+		w.awaitQuiet()
 		w.written.Store(0)
 		// PASSIVE never blocks the writer. A failure only leaves the WAL
 		// longer until the next attempt (or SQLite's own autocheckpoint
 		// on another connection), so it is not worth an error path.
 		_, _ = w.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
-		w.checkpoints.Add(1)
+	}
+}
+
+// awaitQuiet returns once no commit has ended for checkpointQuiet, the WAL
+// is past checkpointForce, or Close was called.
+func (w *DeliveryWriter) awaitQuiet() {
+	tick := time.NewTicker(min(checkpointQuiet/4, 5*time.Millisecond))
+	defer tick.Stop()
+	for w.written.Load() < checkpointForce && time.Since(time.Unix(0, w.lastCommit.Load())) < checkpointQuiet {
+		select {
+		case _, open := <-w.checkpoint: // a further "due" changes nothing
+			if !open {
+				return
+			}
+		case <-tick.C:
+		}
 	}
 }
 
@@ -233,7 +239,6 @@ func (w *DeliveryWriter) insert(ctx context.Context, ds []NewDelivery) ([]Insert
 func (w *DeliveryWriter) Close() error {
 	err := w.release()
 	if w.checkpoint != nil {
-		close(w.closing)
 		close(w.checkpoint)
 		<-w.stopped
 		w.checkpoint = nil

@@ -294,12 +294,24 @@ func insertFor(t *testing.T, w *DeliveryWriter, prefix string, d time.Duration) 
 	}
 }
 
-// waitCheckpoints waits until the writer has run n checkpoints.
-func waitCheckpoints(t *testing.T, w *DeliveryWriter, n int64) {
+// fileSize is the database file's size: only a checkpoint grows it while
+// the writer is the only one writing.
+func fileSize(t *testing.T, path string) int64 {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); w.checkpoints.Load() < n; {
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// waitCheckpointed waits until a checkpoint has grown the database file
+// past size.
+func waitCheckpointed(t *testing.T, path string, size int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); fileSize(t, path) <= size; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d checkpoints, want %d", w.checkpoints.Load(), n)
+			t.Fatalf("database file still %d bytes: nothing was checkpointed", size)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -309,25 +321,27 @@ func waitCheckpoints(t *testing.T, w *DeliveryWriter, n int64) {
 // commits keep coming, and runs once they stop.
 func TestCheckpointWaitsForAQuietMoment(t *testing.T) {
 	setCheckpointPolicy(t, 8, 1<<40, 300*time.Millisecond)
-	db, _ := openTemp(t)
+	db, path := openTemp(t)
 	w := db.DeliveryWriter()
 	defer w.Close()
+	before := fileSize(t, path)
 	insertFor(t, w, "busy", 600*time.Millisecond) // far past due, never quiet
-	if n := w.checkpoints.Load(); n != 0 {
-		t.Fatalf("%d checkpoints ran during the burst", n)
+	if after := fileSize(t, path); after != before {
+		t.Fatalf("database file went from %d to %d bytes during the burst: a checkpoint ran", before, after)
 	}
-	waitCheckpoints(t, w, 1)
+	waitCheckpointed(t, path, before)
 }
 
 // TestCheckpointForcedWhenTheWALIsLong: past checkpointForce deliveries the
 // checkpoint runs even though commits keep coming.
 func TestCheckpointForcedWhenTheWALIsLong(t *testing.T) {
 	setCheckpointPolicy(t, 8, 40, time.Hour)
-	db, _ := openTemp(t)
+	db, path := openTemp(t)
 	w := db.DeliveryWriter()
 	defer w.Close()
+	before := fileSize(t, path)
 	insertFor(t, w, "long", 300*time.Millisecond) // about 200 deliveries
-	waitCheckpoints(t, w, 1)
+	waitCheckpointed(t, path, before)
 }
 
 // TestDeliveryWriterConnectionStaysPrivate: the writer's connection
