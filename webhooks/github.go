@@ -13,15 +13,17 @@ import (
 
 // ghPush is the push payload of GitHub, which Gitea, Forgejo and Gogs copy.
 type ghPush struct {
-	Ref          string     `json:"ref"`
-	Before       string     `json:"before"`
-	After        string     `json:"after"`
-	Created      bool       `json:"created"`
-	Deleted      bool       `json:"deleted"`
-	Forced       bool       `json:"forced"`
-	Commits      []ghCommit `json:"commits"`
-	TotalCommits int        `json:"total_commits"` // Gitea/Forgejo only
-	HeadCommit   *ghCommit  `json:"head_commit"`
+	Ref     string `json:"ref"`
+	Before  string `json:"before"`
+	After   string `json:"after"`
+	Created bool   `json:"created"`
+	Deleted bool   `json:"deleted"`
+	Forced  bool   `json:"forced"`
+	// Commits are counted, and decoded only when head_commit is missing:
+	// a push carries up to 20, and decoding them costs more than the rest.
+	Commits      []json.RawMessage `json:"commits"`
+	TotalCommits int               `json:"total_commits"` // Gitea/Forgejo only
+	HeadCommit   *ghCommit         `json:"head_commit"`
 	Repository   struct {
 		FullName string `json:"full_name"`
 		CloneURL string `json:"clone_url"`
@@ -169,11 +171,12 @@ func decodeGHPush(prov, event string, payload []byte, pusher func(ghUser) string
 		p.CommitCount = in.TotalCommits
 	}
 	head := in.HeadCommit
-	if head == nil {
-		for i := range in.Commits {
-			if in.Commits[i].ID == in.After {
-				head = &in.Commits[i]
-			}
+	for i := len(in.Commits) - 1; head == nil && i >= 0; i-- {
+		// A commit of the wrong shape is skipped: the rest of the push
+		// stands without its details.
+		var c ghCommit
+		if sonicStd.Unmarshal(in.Commits[i], &c) == nil && c.ID == in.After {
+			head = &c
 		}
 	}
 	if head != nil {
