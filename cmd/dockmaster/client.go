@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"text/tabwriter"
@@ -96,6 +97,26 @@ type apiClient struct {
 	base           string
 	access, secret string
 	http           *http.Client
+	csrf           string // after login: sent with the session cookie
+}
+
+// login signs in with a password instead of the API key, as the login page
+// does: later requests carry the session cookie and its CSRF token. The
+// returned func signs out.
+func (c *apiClient) login(ctx context.Context, user, password string) (logout func(), err error) {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return nil, err
+	}
+	c.http.Jar, c.access, c.secret = jar, "", ""
+	var out struct {
+		CSRF string `json:"csrf_token"`
+	}
+	if err := c.post(ctx, "/login", map[string]string{"user": user, "password": password}, &out); err != nil {
+		return nil, err
+	}
+	c.csrf = out.CSRF
+	return func() { _ = c.post(context.WithoutCancel(ctx), "/logout", nil, nil) }, nil
 }
 
 // apiError is a non-2xx answer.
@@ -141,6 +162,9 @@ func (c *apiClient) request(ctx context.Context, method, path string, query url.
 	}
 	if c.access != "" {
 		req.SetBasicAuth(c.access, c.secret)
+	}
+	if c.csrf != "" {
+		req.Header.Set("X-CSRF-Token", c.csrf)
 	}
 	return req, nil
 }

@@ -48,7 +48,7 @@ func commands() []command {
 		{"version", "print version, commit and build date", runVersion},
 		{"config", "config check [file]: validate a config and print it, secrets redacted", runConfig},
 		{"user", "user create NAME [--admin] [--password-stdin]: add a local user", runUser},
-		{"key", "key create --env ENV|--account: make an API key (secret shown once)", runKey},
+		{"key", "key create --env ENV|--account [--user NAME --password-stdin]: make an API key (secret shown once)", runKey},
 		{"member", "member add|remove --env ENV --user NAME [--role ROLE]: grant a role", runMember},
 		{"env", "env create NAME | env list: environments (create needs an admin key)", runEnv},
 		{"host", "host register --token T --endpoint tcp://h:2376 [--tls-*] [--label k=v]: add a Docker host", runHost},

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -20,33 +21,12 @@ import (
 // TestUserKeyMemberCommands drives the CLI against the real access API.
 func TestUserKeyMemberCommands(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, a, admin := startAccessAPI(t)
 	db.UpsertEnvironment(ctx, store.Environment{Name: "prod"})
-	log := slog.New(slog.DiscardHandler)
-	a, err := auth.New(auth.Options{Store: db, Config: config.Auth{}, StateDir: dir, Log: log, BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := a.CreateUser(ctx, "root", "root-password", true)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key, err := a.CreateKey(ctx, admin.ID, "", "", "", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(log, nil)
-	if err := srv.UseAccess(a, db, nil); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Engine)
-	defer ts.Close()
-	t.Setenv("DOCKMASTER_URL", ts.URL)
 	t.Setenv("DOCKMASTER_ACCESS_KEY", key.AccessKey)
 	t.Setenv("DOCKMASTER_SECRET_KEY", key.Secret)
 
@@ -77,4 +57,74 @@ func TestUserKeyMemberCommands(t *testing.T) {
 	if code := exitCode(runKey([]string{"create"}, &out, &errb), &errb); code != exitUsage {
 		t.Fatalf("key create without scope: exit %d, want %d", code, exitUsage)
 	}
+}
+
+// TestFirstKeyFromPassword: with no API key yet, "key create --user
+// --password-stdin" signs in with the password and mints one that works.
+func TestFirstKeyFromPassword(t *testing.T) {
+	ctx := context.Background()
+	db, _, _ := startAccessAPI(t)
+	t.Setenv("DOCKMASTER_ACCESS_KEY", "")
+	t.Setenv("DOCKMASTER_SECRET_KEY", "")
+
+	var out, errb bytes.Buffer
+	err := runKeyWith([]string{"create", "--account", "--user", "root", "--password-stdin"}, strings.NewReader("wrong\n"), &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("wrong password: %v, want a 401", err)
+	}
+	if code := exitCode(runKeyWith([]string{"create", "--account", "--user", "root"}, strings.NewReader(""), &out, &errb), &errb); code != exitUsage {
+		t.Fatalf("--user without --password-stdin: exit %d, want %d", code, exitUsage)
+	}
+	if err := runKeyWith([]string{"create", "--account", "--user", "root", "--password-stdin", "-o", "json"}, strings.NewReader("root-password\n"), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	var key struct {
+		AccessKey string `json:"access_key"`
+		Secret    string `json:"secret"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &key); err != nil || key.AccessKey == "" || key.Secret == "" {
+		t.Fatalf("key create -o json: %q (%v)", out.String(), err)
+	}
+	t.Setenv("DOCKMASTER_ACCESS_KEY", key.AccessKey)
+	t.Setenv("DOCKMASTER_SECRET_KEY", key.Secret)
+	if err := runUserWith([]string{"create", "bob"}, strings.NewReader(""), &out, &errb); err != nil {
+		t.Fatalf("the new key does not work: %v", err)
+	}
+	var sessions int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sessions`).Scan(&sessions); err != nil {
+		t.Fatal(err)
+	}
+	if sessions != 0 {
+		t.Fatalf("%d sessions left after key create: it must sign out", sessions)
+	}
+}
+
+// startAccessAPI serves the real access API on a new store with one admin,
+// root (password root-password), and points DOCKMASTER_URL at it.
+func startAccessAPI(t *testing.T) (*store.DB, *auth.Authenticator, store.User) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.Open(ctx, filepath.Join(dir, "dm.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	log := slog.New(slog.DiscardHandler)
+	a, err := auth.New(auth.Options{Store: db, Config: config.Auth{}, StateDir: dir, Log: log, BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := a.CreateUser(ctx, "root", "root-password", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(log, nil)
+	if err := srv.UseAccess(a, db, nil); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Engine)
+	t.Cleanup(ts.Close)
+	t.Setenv("DOCKMASTER_URL", ts.URL)
+	return db, a, admin
 }
