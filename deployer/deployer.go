@@ -254,11 +254,11 @@ func (d *Deployer) Up(ctx context.Context, spec StackSpec, o DeployOptions) erro
 	// containers planned for the services before it, so the services can
 	// then be created concurrently without racing for ports or capacity.
 	plan, snaps, err := d.planStack(ctx, spec, planRecs)
-	if err == nil {
-		err = plan.Err()
-	}
 	if err != nil {
 		return fmt.Errorf("up %s: %w", spec.Name, err)
+	}
+	if err := plan.Err(); err != nil {
+		return err // each names its stack and service
 	}
 	rev, err := d.addRevision(ctx, spec, o)
 	if err != nil {

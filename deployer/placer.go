@@ -54,7 +54,7 @@ type PlacementError struct {
 
 func (e *PlacementError) Error() string {
 	if e.NoFit != nil {
-		return fmt.Sprintf("%v: %v", ErrNoHost, e.NoFit)
+		return e.NoFit.Error() // "no host fits stack/service: ..." already
 	}
 	names := make([]string, 0, len(e.Reasons))
 	for h := range e.Reasons {

@@ -67,8 +67,8 @@ func TestSchedulerSnapshotMapping(t *testing.T) {
 	if !errors.Is(err, ErrNoHost) || !errors.As(err, &nf) {
 		t.Fatalf("err = %v, want a NoFitError", err)
 	}
-	want := "h1: port 8080/tcp in use by java-service-1-1; h2: host draining; h3: host unreachable"
-	if !strings.Contains(err.Error(), want) {
+	want := "no host fits app/api: h1: port 8080/tcp in use by java-service-1-1; h2: host draining; h3: host unreachable"
+	if err.Error() != want {
 		t.Fatalf("err = %v\nwant it to contain %q", err, want)
 	}
 	var pe *PlacementError

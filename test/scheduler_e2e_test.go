@@ -127,8 +127,8 @@ func TestSchedulerOnDocker(t *testing.T) {
 			t.Fatalf("plan error = %v, want the port reason for each host", msg)
 		}
 		err = d.Up(ctx, spec, deployer.DeployOptions{})
-		if !errors.Is(err, deployer.ErrNoHost) || !errors.As(err, &nf) {
-			t.Fatalf("Up err = %v, want a placement error", err)
+		if !errors.Is(err, deployer.ErrNoHost) || !errors.As(err, &nf) || !strings.HasPrefix(err.Error(), "no host fits ports/web (placed 2 of 3): ") {
+			t.Fatalf("Up err = %v, want a placement error naming the stack and service once", err)
 		}
 		if got := fmt.Sprint(count(t, "ports")); got != "map[h1:0 h2:0]" {
 			t.Fatalf("refused Up created containers: %s", got)
