@@ -14,10 +14,10 @@ import (
 // runOverview prints GET /api/v1/status: every app in every environment
 // the key may view. (`dockmaster status -e ENV` is the per-stack view.)
 func runOverview(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("overview", "overview [--env ENV] [--app APP] [-o table|json]", stderr)
+	fs := newFlags("overview", "overview [--env ENV] [--app APP|STACK] [-o table|json]", stderr)
 	env := fs.String("env", "", "only this environment")
 	fs.StringVar(env, "e", "", "short for --env")
-	app := fs.String("app", "", "only this app")
+	app := fs.String("app", "", "only this app (or stack deployed outside the pipeline)")
 	cf := addClientFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -42,12 +42,12 @@ func runOverview(args []string, stdout, stderr io.Writer) error {
 	if *app != "" {
 		var keep []server.AppStatus
 		for _, a := range m.Apps {
-			if strings.EqualFold(a.App, *app) {
+			if strings.EqualFold(a.App, *app) || a.App == "" && strings.EqualFold(a.Stack, *app) {
 				keep = append(keep, a)
 			}
 		}
 		if keep == nil {
-			return fmt.Errorf("overview: no app %q among %d visible apps", *app, len(m.Apps))
+			return fmt.Errorf("overview: no app or stack %q among %d visible", *app, len(m.Apps))
 		}
 		m.Apps = keep
 	}
@@ -72,7 +72,7 @@ func writeOverview(w io.Writer, m server.StatusMatrix) error {
 			} else if c.Compare == "same" {
 				cmp = "same as " + c.Previous
 			}
-			if !c.InPipeline {
+			if !c.InPipeline && a.App != "" {
 				state = "not in pipeline"
 			}
 			if c.OldVersion != "" {
@@ -81,11 +81,12 @@ func writeOverview(w io.Writer, m server.StatusMatrix) error {
 			if c.Health != nil {
 				health = fmt.Sprintf("%d/%d", c.Health.Healthy, c.Health.Scale)
 			}
-			if c.DeployedBy != "" {
-				deployed = c.DeployedBy
+			if c.DeployedBy != "" || !c.DeployedAt.IsZero() {
+				at := ""
 				if !c.DeployedAt.IsZero() {
-					deployed += " " + c.DeployedAt.UTC().Format("2006-01-02 15:04")
+					at = c.DeployedAt.UTC().Format("2006-01-02 15:04")
 				}
+				deployed = strings.TrimSpace(c.DeployedBy + " " + at)
 				if c.Ticket != "" {
 					deployed += " " + c.Ticket
 				}
@@ -100,7 +101,11 @@ func writeOverview(w io.Writer, m server.StatusMatrix) error {
 			if c.Error != "" {
 				state = "error: " + c.Error
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.App, c.Environment, version, cmp, state, health, deployed, pending)
+			name := a.App
+			if name == "" {
+				name = a.Stack + " (stack)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, c.Environment, version, cmp, state, health, deployed, pending)
 		}
 	}
 	return tw.Flush()

@@ -57,6 +57,8 @@ const plantedSecret = "s3cr3t-db-pw-77f1"
 // statusFixture: app Shop promoted staging -> prod; staging runs 1.2.0,
 // prod runs 1.1.0 (deployed by alice with DEPLOY-1) and holds DEPLOY-3
 // (1.2.0) awaiting confirmation. The web service carries a secret env var.
+// Stack tools, no app's, runs 3.4 in prod (revision 2, deployed with
+// `dockmaster up`).
 func statusFixture(t *testing.T) *accessServer {
 	t.Helper()
 	s := newAccessServer(t, "")
@@ -79,6 +81,15 @@ func statusFixture(t *testing.T) *accessServer {
 		if _, err := s.db.AddRevision(ctx, deployer.Revision{Env: env, Stack: "shop", Version: ver}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, ver := range []string{"3.3", "3.4"} {
+		if _, err := s.db.AddRevision(ctx, deployer.Revision{Env: "prod", Stack: "tools", Version: ver}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.db.CreateService(ctx, deployer.ServiceRecord{Env: "prod", Stack: "tools", Service: "cron", State: deployer.StateActive,
+		Spec: deployer.ServiceSpec{Name: "cron", Image: "registry/tools:3.4", Scale: 1}, Deployment: "d-tools", Version: "3.4", Revision: 2}); err != nil {
+		t.Fatal(err)
 	}
 	ps := s.db.Pipeline()
 	for _, tk := range []pipeline.Ticket{
@@ -119,8 +130,20 @@ func TestStatusJSONPerRole(t *testing.T) {
 	owner := s.user("olga", false, map[string]auth.Role{"prod": auth.RoleOwner, "staging": auth.RoleOwner})
 	var m StatusMatrix
 	s.mustJSON(s.do(http.MethodGet, "/api/v1/status", owner), http.StatusOK, &m)
-	if strings.Join(m.Environments, ",") != "prod,staging" || len(m.Apps) != 1 || m.Apps[0].Stack != "shop" {
+	if strings.Join(m.Environments, ",") != "prod,staging" || len(m.Apps) != 2 || m.Apps[0].Stack != "shop" {
 		t.Fatalf("matrix = %+v", m)
+	}
+	// The stack no app deploys has a row too; shop, Shop's, has none of its own.
+	tools := m.Apps[1]
+	if tools.App != "" || tools.Stack != "tools" || len(tools.Cells) != 2 {
+		t.Fatalf("row of the stack outside the pipeline = %+v", tools)
+	}
+	if c := tools.Cells[0]; c.Environment != "prod" || c.Version != "3.4" || c.State != "active" || c.DeployedAt.IsZero() ||
+		c.Health == nil || c.Health.Scale != 1 {
+		t.Errorf("tools in prod = %+v, want 3.4 active, deployed at revision 2's time", c)
+	}
+	if c := tools.Cells[1]; c.Environment != "staging" || c.State != "not-deployed" || c.Version != "" {
+		t.Errorf("tools in staging = %+v, want not-deployed", c)
 	}
 	cells := map[string]CellStatus{}
 	for _, c := range m.Apps[0].Cells {
@@ -156,6 +179,10 @@ func TestStatusJSONPerRole(t *testing.T) {
 	c := m.Apps[0].Cells[0]
 	if c.Version != "1.1.0" || c.Compare != "behind" || c.PreviousVersion != "" || c.DeployedBy != "" || c.Pending != nil || c.Health != nil || c.Ticket != "" {
 		t.Errorf("restricted cell = %+v, want version and comparison only", c)
+	}
+	if len(m.Apps) != 2 || m.Apps[1].Stack != "tools" || m.Apps[1].Cells[0].Version != "3.4" || m.Apps[1].Cells[0].Health != nil ||
+		!m.Apps[1].Cells[0].DeployedAt.IsZero() {
+		t.Errorf("restricted tools row = %+v, want version only", m.Apps[1:])
 	}
 	// Nor staging's version: rita may not view staging.
 	for _, leak := range []string{"alice", "DEPLOY-", "deployed_by", "health", "1.2.0"} {
@@ -231,6 +258,9 @@ func TestPagesShowAndHidePerRole(t *testing.T) {
 			dash := get(c, "/")
 			if !strings.Contains(dash, "1.1.0") || !strings.Contains(dash, "behind staging") {
 				t.Errorf("dashboard lacks prod's version marked behind staging:\n%s", dash)
+			}
+			if !strings.Contains(dash, `data-stack="tools" data-env="prod"`) || !strings.Contains(dash, "stack outside the pipeline") || !strings.Contains(dash, "3.4") {
+				t.Errorf("dashboard lacks the tools stack and its version")
 			}
 			if strings.Contains(dash, "alice") == (tc.role == auth.RoleRestricted) {
 				t.Errorf("dashboard names the deployer: %v (restricted must not see it)", strings.Contains(dash, "alice"))

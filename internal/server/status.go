@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +90,9 @@ type StatusMatrix struct {
 	Apps         []AppStatus `json:"apps"`
 }
 
-// AppStatus is one app's row.
+// AppStatus is one app's row, or (App empty) the row of a stack deployed
+// outside the pipeline: by `dockmaster up` or rancher-compose in a Jenkins
+// job. Those run all the same, and the matrix answers what runs where.
 type AppStatus struct {
 	App   string       `json:"app"`
 	Stack string       `json:"stack"`
@@ -204,10 +208,7 @@ func (v *Views) Matrix(ctx context.Context, p *auth.Principal, env string) (Stat
 	// of environments the caller may not see; those are dropped at the end.
 	type key struct{ app, env string }
 	cells := map[key]*CellStatus{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	var firstErr error
+	var fills []func() error
 	for _, a := range apps {
 		need := append([]string{}, envs...)
 		for _, e := range a.Environments {
@@ -218,24 +219,28 @@ func (v *Views) Matrix(ctx context.Context, p *auth.Principal, env string) (Stat
 		for _, e := range need {
 			cell := &CellStatus{Environment: e, InPipeline: contains(a.Environments, e)}
 			cells[key{a.Name, e}] = cell
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				if err := v.fillCell(ctx, a, cell); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}()
+			fills = append(fills, func() error { return v.fillCell(ctx, a, cell) })
 		}
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return StatusMatrix{}, firstErr
+	others, err := v.stacksWithoutApp(ctx, envs, apps)
+	if err != nil {
+		return StatusMatrix{}, err
+	}
+	otherRows := make([]AppStatus, len(others))
+	for i, o := range others {
+		otherRows[i] = AppStatus{Stack: o.name, Cells: make([]CellStatus, len(envs))}
+		for j, e := range envs {
+			cell := &otherRows[i].Cells[j]
+			cell.Environment = e
+			if o.revision[e] == 0 {
+				cell.State = "not-deployed"
+				continue
+			}
+			fills = append(fills, func() error { return v.fillStackCell(ctx, o.name, o.revision[e], cell) })
+		}
+	}
+	if err := fillAll(fills); err != nil {
+		return StatusMatrix{}, err
 	}
 	for _, a := range apps {
 		times, err := v.versionTimes(ctx, a.Name)
@@ -253,15 +258,108 @@ func (v *Views) Matrix(ctx context.Context, p *auth.Principal, env string) (Stat
 					cell.PreviousVersion = pc.Version
 				}
 			}
-			if !v.Authz.Can(p, e, auth.PermViewSecrets) {
-				cell = CellStatus{Environment: cell.Environment, InPipeline: cell.InPipeline, Version: cell.Version,
-					VersionFrom: cell.VersionFrom, Compare: cell.Compare, Previous: cell.Previous, PreviousVersion: cell.PreviousVersion}
-			}
-			row.Cells = append(row.Cells, cell)
+			row.Cells = append(row.Cells, v.visibleCell(p, cell))
+		}
+		m.Apps = append(m.Apps, row)
+	}
+	for _, row := range otherRows {
+		for i := range row.Cells {
+			row.Cells[i] = v.visibleCell(p, row.Cells[i])
 		}
 		m.Apps = append(m.Apps, row)
 	}
 	return m, nil
+}
+
+// visibleCell is cell as p may see it: without view-secrets on its
+// environment, the app and version only.
+func (v *Views) visibleCell(p *auth.Principal, cell CellStatus) CellStatus {
+	if v.Authz.Can(p, cell.Environment, auth.PermViewSecrets) {
+		return cell
+	}
+	return CellStatus{Environment: cell.Environment, InPipeline: cell.InPipeline, Version: cell.Version,
+		VersionFrom: cell.VersionFrom, Compare: cell.Compare, Previous: cell.Previous, PreviousVersion: cell.PreviousVersion}
+}
+
+// fillAll runs fills, at most 8 at a time (each probes hosts), and returns
+// the first error.
+func fillAll(fills []func() error) error {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	var firstErr error
+	for _, fill := range fills {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := fill(); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// otherStack is a stack no app deploys, and the newest revision its
+// services run in each environment that has it.
+type otherStack struct {
+	name     string
+	revision map[string]int
+}
+
+// stacksWithoutApp lists, sorted, the stacks in envs that are no app's.
+func (v *Views) stacksWithoutApp(ctx context.Context, envs []string, apps []*pipeline.App) ([]otherStack, error) {
+	ofApp := map[string]bool{}
+	for _, a := range apps {
+		ofApp[v.stackName(a.Name)] = true
+	}
+	byName := map[string]*otherStack{}
+	for _, e := range envs {
+		recs, err := v.Store.Services(ctx, e, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if ofApp[r.Stack] {
+				continue
+			}
+			o := byName[r.Stack]
+			if o == nil {
+				o = &otherStack{name: r.Stack, revision: map[string]int{}}
+				byName[r.Stack] = o
+			}
+			o.revision[e] = max(o.revision[e], r.Revision, 1)
+		}
+	}
+	out := make([]otherStack, 0, len(byName))
+	for _, o := range byName {
+		out = append(out, *o)
+	}
+	slices.SortFunc(out, func(a, b otherStack) int { return strings.Compare(a.name, b.name) })
+	return out, nil
+}
+
+// fillStackCell is fillCell for a stack without an app: no tickets, so
+// "deployed at" is when the revision its services run was made.
+func (v *Views) fillStackCell(ctx context.Context, stack string, revision int, cell *CellStatus) error {
+	rev, err := v.Store.Revision(ctx, cell.Environment, stack, revision)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	cell.DeployedAt = rev.CreatedAt
+	st, err := v.stackStatus(ctx, cell.Environment, stack)
+	if err != nil {
+		cell.Error = err.Error()
+	}
+	summarize(cell, st)
+	return nil
 }
 
 // fillCell reads the stack status and the tickets of one cell. Store
