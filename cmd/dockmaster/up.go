@@ -288,6 +288,7 @@ type svcProgress struct {
 	scale            int
 	created          map[string]int
 	started, healthy map[string]int
+	printed          string // the last line, not repeated while nothing moved
 }
 
 func newProgress(w io.Writer, verbose bool) *progress {
@@ -309,12 +310,15 @@ func (p *progress) event(e server.EventJSON, stderr io.Writer) {
 		s.created[e.Host]++
 	case "healthy":
 		s.started[e.Host], s.healthy[e.Host], s.scale = e.HostStarted, e.HostHealthy, e.Scale
-		fmt.Fprintln(p.w, s.line(e.Service))
+		if line := s.line(e.Service); line != s.printed {
+			fmt.Fprintln(p.w, line)
+			s.printed = line
+		}
 		return
 	case "state":
 		if e.Message == "upgrading" || e.Message == "rolling-back" || e.Message == "finishing-upgrade" {
 			// A new phase counts afresh.
-			s.created, s.started, s.healthy = map[string]int{}, map[string]int{}, map[string]int{}
+			s.created, s.started, s.healthy, s.printed = map[string]int{}, map[string]int{}, map[string]int{}, ""
 		}
 		fmt.Fprintf(p.w, "%s: %s\n", e.Service, e.Message)
 		return
