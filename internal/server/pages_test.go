@@ -265,6 +265,9 @@ func TestPagesShowAndHidePerRole(t *testing.T) {
 			if strings.Contains(dash, "alice") == (tc.role == auth.RoleRestricted) {
 				t.Errorf("dashboard names the deployer: %v (restricted must not see it)", strings.Contains(dash, "alice"))
 			}
+			if env := get(c, "/environments/prod"); !strings.Contains(env, `href="/environments/prod/containers"`) {
+				t.Errorf("environment page does not link to its containers page")
+			}
 			for _, p := range []string{"/environments/prod", "/tickets", "/deliveries", "/audit", "/tickets?state=done"} {
 				if page := get(c, p); strings.Contains(page, plantedSecret) {
 					t.Errorf("%s shows the secret", p)
