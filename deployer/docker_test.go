@@ -213,7 +213,11 @@ func TestOnDocker(t *testing.T) {
 		if s.Running != 3 || s.Healthy != 3 || s.Version != "1.0.0" || s.ImageID == "" || len(s.Containers) != 3 {
 			t.Fatalf("status = %+v", s)
 		}
-		if len(st.Hosts) != 2 || st.Hosts[0].Usage.MemUsage == 0 {
+		if len(st.Hosts) != 2 || st.Hosts[0].Usage != (deployer.Usage{}) {
+			t.Errorf("Status sampled host stats (that is AddUsage's, a second per container): %+v", st.Hosts)
+		}
+		d.AddUsage(ctx, &st)
+		if st.Hosts[0].Usage.MemUsage == 0 || st.Hosts[1].Usage.MemUsage == 0 || st.Hosts[0].Err != "" {
 			t.Errorf("host stats = %+v", st.Hosts)
 		}
 		// Up again is a no-op.

@@ -57,7 +57,7 @@ type HostStatus struct {
 }
 
 // Status reports the stack: per service counts, versions and containers
-// (each probed once), per host a resource sample.
+// (each probed once), and the hosts (AddUsage adds their resource use).
 func (d *Deployer) Status(ctx context.Context, stack string) (StackStatus, error) {
 	st := StackStatus{Stack: stack}
 	recs, err := d.opts.Store.Services(ctx, d.opts.Env, stack)
@@ -101,34 +101,48 @@ func (d *Deployer) Status(ctx context.Context, stack string) (StackStatus, error
 	}
 	lbStatus(&st, recs) // discovery: LB rules and their healthy backends
 	st.Hosts = make([]HostStatus, len(snaps))
-	var wg sync.WaitGroup
 	for i, s := range snaps {
 		st.Hosts[i].Name = s.Name
 		if s.Err != nil {
 			st.Hosts[i].Err = s.Err.Error()
+		}
+	}
+	return st, nil
+}
+
+// AddUsage samples the resource use of st's running containers (one docker
+// stats each, about a second on dockerd, in parallel) into st.Hosts. It is
+// apart from Status, which the dashboard, the pages and the hold checks
+// call without needing it.
+func (d *Deployer) AddUsage(ctx context.Context, st *StackStatus) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range st.Hosts {
+		h := &st.Hosts[i]
+		if h.Err != "" || d.hosts[h.Name] == nil {
 			continue
 		}
-		var mu sync.Mutex
-		for _, c := range s.Containers {
-			if !c.Running {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				u, err := d.hosts[s.Name].Engine.Stats(ctx, c.ID)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					st.Hosts[i].Err = err.Error()
-					return
+		for _, ss := range st.Services {
+			for _, c := range ss.Containers {
+				if c.Host != h.Name || c.State != "running" {
+					continue
 				}
-				st.Hosts[i].Usage.add(u)
-			}()
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					u, err := d.hosts[h.Name].Engine.Stats(ctx, c.ID)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						h.Err = err.Error()
+						return
+					}
+					h.Usage.add(u)
+				}()
+			}
 		}
 	}
 	wg.Wait()
-	return st, nil
 }
 
 // LogLine is one line of a container's output.

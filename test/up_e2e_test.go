@@ -180,6 +180,12 @@ type stackStatus struct {
 			Running int `json:"running"`
 		} `json:"per_host"`
 	} `json:"services"`
+	Hosts []struct {
+		Name  string `json:"name"`
+		Usage struct {
+			MemUsage uint64
+		} `json:"usage"`
+	} `json:"hosts"`
 }
 
 func (s *dmServer) status(t testing.TB, stack string) stackStatus {
@@ -346,6 +352,14 @@ func TestUpCLI(t *testing.T) {
 	st := s.status(t, "java-service-1")
 	if st.State != "active" || st.Services[0].Running != 3 || st.Services[0].Healthy != 3 || len(st.Services[0].PerHost) != 2 {
 		t.Fatalf("after up: %+v", st)
+	}
+	for _, h := range st.Hosts { // the stack's JSON samples its hosts' resource use
+		if h.Usage.MemUsage == 0 {
+			t.Errorf("stack status: host %s has no memory use: %+v", h.Name, st.Hosts)
+		}
+	}
+	if len(st.Hosts) != 2 {
+		t.Errorf("stack status hosts = %+v, want 2", st.Hosts)
 	}
 
 	out, errOut, code = up("--upgrade", "--set", "VERSION=1.0.1")

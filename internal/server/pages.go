@@ -156,9 +156,19 @@ func (v *Views) environment(c *gin.Context) {
 		v.pageError(c, err)
 		return
 	}
+	// Each status samples docker stats (about a second): all at once.
+	statuses, errs := make([]deployer.StackStatus, len(stacks)), make([]error, len(stacks))
+	fills := make([]func() error, len(stacks))
+	for i, stack := range stacks {
+		fills[i] = func() error {
+			statuses[i], errs[i] = v.stackStatus(ctx, e.Name, stack, true)
+			return nil
+		}
+	}
+	_ = fillAll(fills) // the fills report through errs
 	usage := map[string]*deployer.Usage{}
-	for _, stack := range stacks {
-		st, err := v.stackStatus(ctx, e.Name, stack)
+	for i, stack := range stacks {
+		st, err := statuses[i], errs[i]
 		if err != nil {
 			data.Errors = append(data.Errors, fmt.Sprintf("stack %s: %v", stack, err))
 			continue
@@ -270,7 +280,7 @@ func (v *Views) service(c *gin.Context) {
 			data.EnvVars = append(data.EnvVars, envVar{k, rec.Spec.Environment[k]})
 		}
 	}
-	st, err := v.stackStatus(ctx, env, stack)
+	st, err := v.stackStatus(ctx, env, stack, false)
 	if err != nil {
 		data.StatusError = err.Error()
 	}

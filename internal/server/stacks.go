@@ -621,6 +621,7 @@ func (a *StackAPI) status(c *gin.Context) {
 		deployError(c, err)
 		return
 	}
+	sampleUsage(c.Request.Context(), d, &st)
 	c.JSON(http.StatusOK, toStatusJSON(st, current))
 }
 

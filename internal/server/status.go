@@ -354,7 +354,7 @@ func (v *Views) fillStackCell(ctx context.Context, stack string, revision int, c
 		return err
 	}
 	cell.DeployedAt = rev.CreatedAt
-	st, err := v.stackStatus(ctx, cell.Environment, stack)
+	st, err := v.stackStatus(ctx, cell.Environment, stack, false)
 	if err != nil {
 		cell.Error = err.Error()
 	}
@@ -382,7 +382,7 @@ func (v *Views) fillCell(ctx context.Context, a *pipeline.App, cell *CellStatus)
 		t := done[0]
 		cell.Ticket, cell.DeployedBy, cell.DeployedAt = t.Key, firstNonEmpty(t.Pusher, t.CreatedBy), t.UpdatedAt
 	}
-	st, err := v.stackStatus(ctx, cell.Environment, v.stackName(a.Name))
+	st, err := v.stackStatus(ctx, cell.Environment, v.stackName(a.Name), false)
 	if err != nil {
 		cell.Error = err.Error()
 	}
@@ -394,14 +394,30 @@ func (v *Views) fillCell(ctx context.Context, a *pipeline.App, cell *CellStatus)
 	return nil
 }
 
-func (v *Views) stackStatus(ctx context.Context, env, stack string) (deployer.StackStatus, error) {
+// stackStatus is the stack's status; with usage, also its hosts' resource
+// use, which costs a docker stats call (about a second) per container.
+func (v *Views) stackStatus(ctx context.Context, env, stack string, usage bool) (deployer.StackStatus, error) {
 	d, err := v.Deployers.Target(ctx, env)
 	if err != nil {
 		return deployer.StackStatus{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.probeTimeout())
 	defer cancel()
-	return d.Status(ctx, stack)
+	st, err := d.Status(ctx, stack)
+	if err == nil && usage {
+		sampleUsage(ctx, d, &st)
+	}
+	return st, err
+}
+
+// sampleUsage samples st's resource use where the target can (a Swarm
+// target reports none).
+func sampleUsage(ctx context.Context, d deployer.Target, st *deployer.StackStatus) {
+	if u, ok := d.(interface {
+		AddUsage(context.Context, *deployer.StackStatus)
+	}); ok {
+		u.AddUsage(ctx, st)
+	}
 }
 
 // stateRank orders service states from settled to most in need of a human.
