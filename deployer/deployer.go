@@ -168,6 +168,9 @@ type DeployOptions struct {
 	// Compose, Rancher and Variables are recorded in the revision.
 	Compose, Rancher string
 	Variables        map[string]string
+	// By is who asked (a user, an API key, or a ticket), recorded in the
+	// revision.
+	By string
 	// Progress, when set, receives events synchronously and one at a time,
 	// though an operation may emit them from several goroutines.
 	Progress func(Event)
@@ -225,14 +228,17 @@ func (d *Deployer) Revisions(ctx context.Context, stack string) ([]Revision, err
 }
 
 func (d *Deployer) addRevision(ctx context.Context, spec StackSpec, o DeployOptions) (int, error) {
+	return d.opts.Store.AddRevision(ctx, newRevision(d.opts.Env, spec, o))
+}
+
+// newRevision is the revision that deploying spec with o records.
+func newRevision(env string, spec StackSpec, o DeployOptions) Revision {
 	v := o.Version
 	if v == "" && len(spec.Services) > 0 {
 		v = versionOf(o, spec.Services[0])
 	}
-	return d.opts.Store.AddRevision(ctx, Revision{
-		Env: d.opts.Env, Stack: spec.Name, Version: v, Spec: spec,
-		Compose: o.Compose, Rancher: o.Rancher, Variables: o.Variables,
-	})
+	return Revision{Env: env, Stack: spec.Name, Version: v, Spec: spec,
+		Compose: o.Compose, Rancher: o.Rancher, Variables: o.Variables, CreatedBy: o.By}
 }
 
 // Up creates the stack's services at scale (or converges their scale) and

@@ -58,6 +58,7 @@ type Revision struct {
 	Compose, Rancher string
 	Variables        map[string]string
 	CreatedAt        time.Time
+	CreatedBy        string // who deployed it (DeployOptions.By)
 }
 
 // ServiceRecord is the persisted state of one service. While an upgrade is

@@ -16,13 +16,13 @@ func TestStoreRevisionsAndTransitions(t *testing.T) {
 	spec := deployer.StackSpec{Name: "app", Services: []deployer.ServiceSpec{{Name: "web", Image: "web:1", Scale: 2}}}
 	for i, v := range []string{"1.0.0", "1.0.1"} {
 		n, err := db.AddRevision(ctx, deployer.Revision{Env: "prod", Stack: "app", Version: v, Spec: spec,
-			Compose: "services: {}", Variables: map[string]string{"TAG": v}})
+			Compose: "services: {}", Variables: map[string]string{"TAG": v}, CreatedBy: "DEPLOY-" + v})
 		if err != nil || n != i+1 {
 			t.Fatalf("AddRevision = %d, %v; want %d", n, err, i+1)
 		}
 	}
 	revs, err := db.Revisions(ctx, "prod", "app")
-	if err != nil || len(revs) != 2 || revs[1].Variables["TAG"] != "1.0.1" || revs[0].Spec.Services[0].Scale != 2 {
+	if err != nil || len(revs) != 2 || revs[1].Variables["TAG"] != "1.0.1" || revs[0].Spec.Services[0].Scale != 2 || revs[1].CreatedBy != "DEPLOY-1.0.1" {
 		t.Fatalf("Revisions = %+v, %v", revs, err)
 	}
 	if _, err := db.Revision(ctx, "prod", "app", 9); !errors.Is(err, deployer.ErrNotFound) || !errors.Is(err, store.ErrNotFound) {

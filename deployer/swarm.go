@@ -186,12 +186,7 @@ func (s *Swarm) Revisions(ctx context.Context, stack string) ([]Revision, error)
 }
 
 func (s *Swarm) addRevision(ctx context.Context, spec StackSpec, o DeployOptions) (int, error) {
-	v := o.Version
-	if v == "" && len(spec.Services) > 0 {
-		v = versionOf(o, spec.Services[0])
-	}
-	return s.o.Store.AddRevision(ctx, Revision{Env: s.o.Env, Stack: spec.Name, Version: v, Spec: spec,
-		Compose: o.Compose, Rancher: o.Rancher, Variables: o.Variables})
+	return s.o.Store.AddRevision(ctx, newRevision(s.o.Env, spec, o))
 }
 
 // SwarmSpec translates one service to a Swarm service spec. It returns

@@ -420,6 +420,16 @@ deploys:
 	if got := containersOf(t, h1, h2); len(got["1.0.0"]) != 2 || len(got) != 1 {
 		t.Fatalf("after %s: containers by version %v, want 2 of 1.0.0", k1, versionCounts(got))
 	}
+	var revs struct {
+		Revisions []struct {
+			Version   string `json:"version"`
+			CreatedBy string `json:"created_by"`
+		} `json:"revisions"`
+	}
+	if code := admin.Do("GET", "/api/v1/environments/prod/stacks/web/revisions", nil, &revs); code != http.StatusOK ||
+		len(revs.Revisions) == 0 || revs.Revisions[len(revs.Revisions)-1].CreatedBy != k1 {
+		t.Fatalf("revisions: %d %+v, want the last deployed by %s", code, revs, k1)
+	}
 
 	t.Run("held, link page, finish", func(t *testing.T) {
 		shut()

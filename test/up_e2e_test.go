@@ -395,6 +395,9 @@ func TestUpCLI(t *testing.T) {
 	if code != 0 || strings.Count(out, "\n") != 4 { // header + 3 revisions (the refused one made none)
 		t.Fatalf("revisions: exit %d\n%s", code, out)
 	}
+	if strings.Count(out, "key:"+s.Access) != 3 { // each revision names who deployed it: the CLI's key
+		t.Errorf("revisions do not name the key that deployed them:\n%s", out)
+	}
 	out, _, code = s.runCLI(t, work, nil, bin, "logs", "-e", "prod", "-s", "java-service-1", "--tail", "5")
 	if code != 0 {
 		t.Fatalf("logs: exit %d\n%s", code, out)

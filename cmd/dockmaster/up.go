@@ -645,9 +645,9 @@ func runRevisions(args []string, stdout, stderr io.Writer) error {
 		return writeJSON(stdout, out)
 	}
 	tw := newTable(stdout)
-	fmt.Fprintln(tw, "REVISION\tVERSION\tCREATED\tSERVICES")
+	fmt.Fprintln(tw, "REVISION\tVERSION\tCREATED\tBY\tSERVICES")
 	for _, r := range out.Revisions {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Number, r.Version, r.CreatedAt.Local().Format(time.DateTime), strings.Join(r.Services, " "))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.Number, r.Version, r.CreatedAt.Local().Format(time.DateTime), orDash(r.CreatedBy), strings.Join(r.Services, " "))
 	}
 	return tw.Flush()
 }

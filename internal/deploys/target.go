@@ -136,7 +136,7 @@ func (b *Builtin) Deploy(ctx context.Context, t pipeline.Ticket) (pipeline.Deplo
 	if err != nil {
 		return pipeline.DeployOutcome{}, err
 	}
-	err = b.Deployer.Upgrade(ctx, *spec, deployer.DeployOptions{Version: t.Version, Compose: string(dc), Rancher: string(rc), Variables: vars})
+	err = b.Deployer.Upgrade(ctx, *spec, deployer.DeployOptions{Version: t.Version, Compose: string(dc), Rancher: string(rc), Variables: vars, By: t.Key})
 	if err != nil && !errors.Is(err, deployer.ErrUpgradeHeld) {
 		return pipeline.DeployOutcome{}, err
 	}

@@ -241,6 +241,7 @@ type revisionRow struct {
 	Number  int
 	Version string
 	Created string
+	By      string // empty for callers without view-secrets, as on the dashboard
 	Current bool
 }
 
@@ -317,8 +318,11 @@ func (v *Views) service(c *gin.Context) {
 		revs, err = d.Revisions(ctx, stack)
 		for i := len(revs) - 1; i >= 0; i-- {
 			r := revs[i]
-			data.Revisions = append(data.Revisions, revisionRow{Number: r.Number, Version: r.Version,
-				Created: when(r.CreatedAt), Current: r.Number == rec.Revision})
+			row := revisionRow{Number: r.Number, Version: r.Version, Created: when(r.CreatedAt), Current: r.Number == rec.Revision}
+			if data.ShowSecrets {
+				row.By = r.CreatedBy
+			}
+			data.Revisions = append(data.Revisions, row)
 		}
 	}
 	if err != nil {

@@ -83,7 +83,7 @@ func statusFixture(t *testing.T) *accessServer {
 		}
 	}
 	for _, ver := range []string{"3.3", "3.4"} {
-		if _, err := s.db.AddRevision(ctx, deployer.Revision{Env: "prod", Stack: "tools", Version: ver}); err != nil {
+		if _, err := s.db.AddRevision(ctx, deployer.Revision{Env: "prod", Stack: "tools", Version: ver, CreatedBy: "carol-" + ver}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -139,8 +139,8 @@ func TestStatusJSONPerRole(t *testing.T) {
 		t.Fatalf("row of the stack outside the pipeline = %+v", tools)
 	}
 	if c := tools.Cells[0]; c.Environment != "prod" || c.Version != "3.4" || c.State != "active" || c.DeployedAt.IsZero() ||
-		c.Health == nil || c.Health.Scale != 1 {
-		t.Errorf("tools in prod = %+v, want 3.4 active, deployed at revision 2's time", c)
+		c.DeployedBy != "carol-3.4" || c.Health == nil || c.Health.Scale != 1 {
+		t.Errorf("tools in prod = %+v, want 3.4 active, deployed by and at revision 2's", c)
 	}
 	if c := tools.Cells[1]; c.Environment != "staging" || c.State != "not-deployed" || c.Version != "" {
 		t.Errorf("tools in staging = %+v, want not-deployed", c)
@@ -185,7 +185,7 @@ func TestStatusJSONPerRole(t *testing.T) {
 		t.Errorf("restricted tools row = %+v, want version only", m.Apps[1:])
 	}
 	// Nor staging's version: rita may not view staging.
-	for _, leak := range []string{"alice", "DEPLOY-", "deployed_by", "health", "1.2.0"} {
+	for _, leak := range []string{"alice", "carol", "DEPLOY-", "deployed_by", "health", "1.2.0"} {
 		if strings.Contains(w.Body.String(), leak) {
 			t.Errorf("restricted status JSON contains %q: %s", leak, w.Body)
 		}
@@ -264,6 +264,9 @@ func TestPagesShowAndHidePerRole(t *testing.T) {
 			}
 			if strings.Contains(dash, "alice") == (tc.role == auth.RoleRestricted) {
 				t.Errorf("dashboard names the deployer: %v (restricted must not see it)", strings.Contains(dash, "alice"))
+			}
+			if tools := get(c, "/environments/prod/stacks/tools/services/cron"); strings.Contains(tools, "carol-3.4") != tc.secrets {
+				t.Errorf("service page names who deployed revision 2: %v, want %v", strings.Contains(tools, "carol-3.4"), tc.secrets)
 			}
 			if env := get(c, "/environments/prod"); !strings.Contains(env, `href="/environments/prod/containers"`) {
 				t.Errorf("environment page does not link to its containers page")

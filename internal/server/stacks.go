@@ -225,6 +225,7 @@ func (a *StackAPI) up(c *gin.Context) {
 		op = "upgrade"
 	}
 	do := DeployOptionsFor(in)
+	do.By = actor(c)
 	a.start(c, env, stack, op, in.Detach, func(ctx context.Context, progress func(deployer.Event)) error {
 		do.Progress = progress
 		for _, w := range spec.Warnings {
@@ -235,6 +236,14 @@ func (a *StackAPI) up(c *gin.Context) {
 		}
 		return d.Up(ctx, *spec, do)
 	})
+}
+
+// actor names who made the request, as the audit log does.
+func actor(c *gin.Context) string {
+	if p := auth.PrincipalFrom(c); p != nil {
+		return p.Name
+	}
+	return "anonymous"
 }
 
 // DeployOptionsFor turns the request into the deployer's options.
@@ -408,8 +417,9 @@ func (a *StackAPI) redeploy(c *gin.Context) {
 		deployError(c, err)
 		return
 	}
+	by := actor(c)
 	a.start(c, env, stack, "redeploy", in.Detach, func(ctx context.Context, progress func(deployer.Event)) error {
-		return d.Redeploy(ctx, stack, n, deployer.DeployOptions{Progress: progress, FinishHeld: in.ConfirmUpgrade})
+		return d.Redeploy(ctx, stack, n, deployer.DeployOptions{Progress: progress, FinishHeld: in.ConfirmUpgrade, By: by})
 	})
 }
 
@@ -679,6 +689,7 @@ type RevisionJSON struct {
 	Version   string    `json:"version"`
 	Services  []string  `json:"services"`
 	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
 }
 
 func (a *StackAPI) revisions(c *gin.Context) {
@@ -693,7 +704,7 @@ func (a *StackAPI) revisions(c *gin.Context) {
 	}
 	out := make([]RevisionJSON, 0, len(revs))
 	for _, r := range revs {
-		rj := RevisionJSON{Number: r.Number, Version: r.Version, CreatedAt: r.CreatedAt, Services: []string{}}
+		rj := RevisionJSON{Number: r.Number, Version: r.Version, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, Services: []string{}}
 		for _, s := range r.Spec.Services {
 			rj.Services = append(rj.Services, s.Name)
 		}

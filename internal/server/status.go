@@ -347,13 +347,13 @@ func (v *Views) stacksWithoutApp(ctx context.Context, envs []string, apps []*pip
 }
 
 // fillStackCell is fillCell for a stack without an app: no tickets, so
-// "deployed at" is when the revision its services run was made.
+// who deployed it and when are the revision its services run.
 func (v *Views) fillStackCell(ctx context.Context, stack string, revision int, cell *CellStatus) error {
 	rev, err := v.Store.Revision(ctx, cell.Environment, stack, revision)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	cell.DeployedAt = rev.CreatedAt
+	cell.DeployedBy, cell.DeployedAt = rev.CreatedBy, rev.CreatedAt
 	st, err := v.stackStatus(ctx, cell.Environment, stack, false)
 	if err != nil {
 		cell.Error = err.Error()

@@ -42,8 +42,8 @@ func (db *DB) AddRevision(ctx context.Context, rev deployer.Revision) (int, erro
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO deployer_revisions
-			(environment, stack, number, version, spec, compose, rancher, variables) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			rev.Env, rev.Stack, n, rev.Version, string(spec), rev.Compose, rev.Rancher, string(vars))
+			(environment, stack, number, version, spec, compose, rancher, variables, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rev.Env, rev.Stack, n, rev.Version, string(spec), rev.Compose, rev.Rancher, string(vars), rev.CreatedBy)
 		return err
 	})
 	if err != nil {
@@ -52,12 +52,12 @@ func (db *DB) AddRevision(ctx context.Context, rev deployer.Revision) (int, erro
 	return n, nil
 }
 
-const revisionCols = `environment, stack, number, version, spec, compose, rancher, variables, created_at`
+const revisionCols = `environment, stack, number, version, spec, compose, rancher, variables, created_at, created_by`
 
 func scanRevision(row interface{ Scan(...any) error }) (deployer.Revision, error) {
 	var r deployer.Revision
 	var spec, vars, created string
-	if err := row.Scan(&r.Env, &r.Stack, &r.Number, &r.Version, &spec, &r.Compose, &r.Rancher, &vars, &created); err != nil {
+	if err := row.Scan(&r.Env, &r.Stack, &r.Number, &r.Version, &spec, &r.Compose, &r.Rancher, &vars, &created, &r.CreatedBy); err != nil {
 		return r, err
 	}
 	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
