@@ -340,6 +340,21 @@ func (d *Deployer) snapshot(ctx context.Context, stack string) ([]HostSnapshot, 
 // they appear with Err set and no containers (the reconciler replaces
 // what ran there).
 func (d *Deployer) snapshotView(ctx context.Context, stack string, v view) ([]HostSnapshot, error) {
+	snaps := d.listHosts(ctx, stack, v)
+	for _, s := range snaps {
+		if s.Err != nil && !v.lost[s.Name] {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: %s: %w", ErrHostUnreachable, s.Name, s.Err)
+		}
+	}
+	return snaps, nil
+}
+
+// listHosts lists the stack's containers on every host at once; a host
+// that does not answer has Err set.
+func (d *Deployer) listHosts(ctx context.Context, stack string, v view) []HostSnapshot {
 	snaps := make([]HostSnapshot, len(d.opts.Hosts))
 	var wg sync.WaitGroup
 	for i := range d.opts.Hosts {
@@ -360,15 +375,7 @@ func (d *Deployer) snapshotView(ctx context.Context, stack string, v view) ([]Ho
 		}()
 	}
 	wg.Wait()
-	for _, s := range snaps {
-		if s.Err != nil && !v.lost[s.Name] {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("%w: %s: %w", ErrHostUnreachable, s.Name, s.Err)
-		}
-	}
-	return snaps, nil
+	return snaps
 }
 
 // serviceContainers returns the containers of service in snaps, sorted by

@@ -64,28 +64,37 @@ func (d *Deployer) Status(ctx context.Context, stack string) (StackStatus, error
 	if err != nil {
 		return st, err
 	}
-	snaps := make([]HostSnapshot, len(d.opts.Hosts))
-	for i := range d.opts.Hosts {
-		h := &d.opts.Hosts[i]
-		cs, err := h.Engine.List(ctx, ownerLabels(d.opts.Env, stack, ""))
-		for j := range cs {
-			cs[j].Host = h.Name
-		}
-		snaps[i] = HostSnapshot{Name: h.Name, Containers: cs, Err: err}
-	}
+	snaps := d.listHosts(ctx, stack, view{})
 	network := NetworkName(d.opts.Env, stack)
-	for _, rec := range recs {
-		ss := ServiceStatus{Name: rec.Service, State: rec.State, Failed: rec.Failed, Scale: scaleOf(rec.Spec),
-			Version: rec.Version, Image: rec.Spec.Image, OldVersion: rec.OldVersion}
-		for _, c := range serviceContainers(snaps, rec.Service) {
+	// Probe every container at once: a hanging one costs its response
+	// timeout, once, not once per container before it.
+	var wg sync.WaitGroup
+	st.Services = make([]ServiceStatus, len(recs))
+	containers := make([][]Container, len(recs))
+	for i, rec := range recs {
+		cs := serviceContainers(snaps, rec.Service)
+		containers[i] = cs
+		ss := &st.Services[i]
+		*ss = ServiceStatus{Name: rec.Service, State: rec.State, Failed: rec.Failed, Scale: scaleOf(rec.Spec),
+			Version: rec.Version, Image: rec.Spec.Image, OldVersion: rec.OldVersion, Containers: make([]ContainerStatus, len(cs))}
+		for j, c := range cs {
 			spec := rec.Spec
 			if c.Deployment() == rec.OldDeployment && rec.Old != nil {
 				spec = *rec.Old
 			}
-			health := checkOnce(ctx, d.hosts[c.Host], c, spec, network)
-			ss.Containers = append(ss.Containers, ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID,
-				Deployment: c.Deployment(), Version: c.Labels[LabelVersion], State: c.State, Health: health,
-				Ports: c.Ports, StartedAt: c.StartedAt})
+			ss.Containers[j] = ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Deployment: c.Deployment(),
+				Version: c.Labels[LabelVersion], State: c.State, Ports: c.Ports, StartedAt: c.StartedAt}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ss.Containers[j].Health = checkOnce(ctx, d.hosts[c.Host], c, spec, network)
+			}()
+		}
+	}
+	wg.Wait()
+	for i, rec := range recs {
+		ss := &st.Services[i]
+		for j, c := range containers[i] {
 			if c.Deployment() != rec.Deployment {
 				continue
 			}
@@ -93,11 +102,10 @@ func (d *Deployer) Status(ctx context.Context, stack string) (StackStatus, error
 			if c.Running {
 				ss.Running++
 			}
-			if health == "healthy" || health == "running" {
+			if h := ss.Containers[j].Health; h == "healthy" || h == "running" {
 				ss.Healthy++
 			}
 		}
-		st.Services = append(st.Services, ss)
 	}
 	lbStatus(&st, recs) // discovery: LB rules and their healthy backends
 	st.Hosts = make([]HostStatus, len(snaps))
