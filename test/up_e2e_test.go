@@ -353,13 +353,20 @@ func TestUpCLI(t *testing.T) {
 	if st.State != "active" || st.Services[0].Running != 3 || st.Services[0].Healthy != 3 || len(st.Services[0].PerHost) != 2 {
 		t.Fatalf("after up: %+v", st)
 	}
-	for _, h := range st.Hosts { // the stack's JSON samples its hosts' resource use
-		if h.Usage.MemUsage == 0 {
-			t.Errorf("stack status: host %s has no memory use: %+v", h.Name, st.Hosts)
+	for _, h := range st.Hosts { // resource use is sampled (a second) only when asked for
+		if h.Usage.MemUsage != 0 {
+			t.Errorf("stack status sampled host %s's use unasked: %+v", h.Name, st.Hosts)
 		}
 	}
-	if len(st.Hosts) != 2 {
-		t.Errorf("stack status hosts = %+v, want 2", st.Hosts)
+	var withUse stackStatus
+	s.call(t, http.MethodGet, "/api/v1/environments/prod/stacks/java-service-1?usage=1", nil, "", &withUse)
+	for _, h := range withUse.Hosts {
+		if h.Usage.MemUsage == 0 {
+			t.Errorf("stack status?usage=1: host %s has no memory use: %+v", h.Name, withUse.Hosts)
+		}
+	}
+	if len(withUse.Hosts) != 2 {
+		t.Errorf("stack status hosts = %+v, want 2", withUse.Hosts)
 	}
 
 	out, errOut, code = up("--upgrade", "--set", "VERSION=1.0.1")

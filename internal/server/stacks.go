@@ -600,7 +600,8 @@ type ContainerStatusJSON struct {
 	Current    bool      `json:"current"` // of the service's current deployment (not the kept old one)
 }
 
-// HostStatusJSON is a host's resource sample of the stack.
+// HostStatusJSON is a host of the stack, with its resource use when the
+// status was asked with ?usage=1.
 type HostStatusJSON struct {
 	Name  string         `json:"name"`
 	Error string         `json:"error,omitempty"`
@@ -631,7 +632,9 @@ func (a *StackAPI) status(c *gin.Context) {
 		deployError(c, err)
 		return
 	}
-	sampleUsage(c.Request.Context(), d, &st)
+	if c.Query("usage") == "1" { // docker stats: about a second
+		sampleUsage(c.Request.Context(), d, &st)
+	}
 	c.JSON(http.StatusOK, toStatusJSON(st, current))
 }
 
