@@ -10,10 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dockmaster/dockmaster/deployer"
 	"github.com/dockmaster/dockmaster/internal/auth"
@@ -284,27 +284,12 @@ func (v *Views) visibleCell(p *auth.Principal, cell CellStatus) CellStatus {
 // fillAll runs fills, at most 8 at a time (each probes hosts), and returns
 // the first error.
 func fillAll(fills []func() error) error {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	var firstErr error
+	var g errgroup.Group
+	g.SetLimit(8)
 	for _, fill := range fills {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := fill(); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
+		g.Go(fill)
 	}
-	wg.Wait()
-	return firstErr
+	return g.Wait()
 }
 
 // otherStack is a stack no app deploys, and the newest revision its
