@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"golang.org/x/sync/errgroup"
 )
 
 // Sample is one resource reading. Rates are per second over the period
@@ -210,27 +211,24 @@ func (s *Service) sampleLoop(ctx context.Context, w *hostWatch) {
 func (s *Service) sampleOnce(ctx context.Context, w *hostWatch) {
 	var mu sync.Mutex
 	readings := map[string]container.StatsResponse{}
-	sem := make(chan struct{}, s.o.StatsParallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(s.o.StatsParallel)
 	for _, c := range w.snapshot() {
 		if !c.Running() {
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			st, err := s.readStats(ctx, w, c.ID)
 			if err != nil {
-				return // stopped meanwhile, or the host failed: the watcher reports that
+				return nil // stopped meanwhile, or the host failed: the watcher reports that
 			}
 			mu.Lock()
 			readings[c.ID] = st
 			mu.Unlock()
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every reading returns nil
 	w.stats.record(time.Now(), readings)
 }
 
