@@ -126,10 +126,11 @@ func runContainer(args []string, stdout, stderr io.Writer) error {
 	cf := addClientFlags(fs)
 	env, host := containerFlags(fs)
 	standalone := fs.Bool("standalone", false, "rm: yes, remove a container dockmaster did not create")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usagef("container %s: want one CONTAINER (name, id or id prefix)", args[0])
 	}
 	ctx := context.Background()
@@ -142,7 +143,7 @@ func runContainer(args []string, stdout, stderr io.Writer) error {
 		q.Set("force_standalone", "1")
 	}
 	var res containers.ActResult
-	if err := c.do(ctx, http.MethodPost, containerPath(e, fs.Arg(0))+"/"+action, q, nil, &res); err != nil {
+	if err := c.do(ctx, http.MethodPost, containerPath(e, pos[0])+"/"+action, q, nil, &res); err != nil {
 		return err
 	}
 	if cf.wantJSON() {
@@ -179,10 +180,11 @@ func runContainerLogs(args []string, stdout, stderr io.Writer) error {
 	follow := fs.Bool("f", false, "follow: keep printing new lines")
 	tail := fs.Int("tail", 100, "last N lines (0: all)")
 	stamps := fs.Bool("t", false, "print each line's timestamp")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usagef("logs: want one CONTAINER, or -s STACK")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -196,7 +198,7 @@ func runContainerLogs(args []string, stdout, stderr io.Writer) error {
 	if *follow {
 		q.Set("follow", "1")
 	}
-	err = c.stream(ctx, http.MethodGet, containerPath(e, fs.Arg(0))+"/logs", q, nil, func(b []byte) error {
+	err = c.stream(ctx, http.MethodGet, containerPath(e, pos[0])+"/logs", q, nil, func(b []byte) error {
 		var l server.LogLineJSON
 		if err := json.Unmarshal(b, &l); err != nil {
 			return fmt.Errorf("log line %q: %w", b, err)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,10 +26,11 @@ func runDeliveries(args []string, stdout, stderr io.Writer) error {
 	repo := fs.String("repository", "", "list: only this repository full name (or Jenkins job, image repository)")
 	limit := fs.Int("limit", 50, "list: at most this many (up to 1000)")
 	before := fs.Int64("before", 0, "list: only deliveries older than this id (the cursor printed after a full page)")
-	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	sub, rest := "list", fs.Args()
+	sub := "list"
 	if len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
 	}
@@ -181,41 +181,6 @@ func writeIndented(w io.Writer, raw json.RawMessage) error {
 		return err
 	}
 	return writeJSON(w, v)
-}
-
-// flagsFirst moves flags (and the values of non-boolean ones) before the
-// positional arguments, so "deliveries show 12 -o json" parses like
-// "deliveries -o json show 12".
-func flagsFirst(fs *flag.FlagSet, args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			pos = append(pos, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			continue // parseFlags reports it
-		}
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-			continue
-		}
-		if i+1 < len(args) {
-			i++
-			flags = append(flags, args[i])
-		}
-	}
-	return append(flags, pos...)
 }
 
 func dash(s string) string {

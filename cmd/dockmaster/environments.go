@@ -40,10 +40,10 @@ func runEnv(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("env", envSynopsis, stderr)
 	cf := addClientFlags(fs)
 	desc := fs.String("description", "", "create: what the environment is for")
-	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
 		return usagef("env: want create or list (%s)", envSynopsis)
 	}
@@ -137,10 +137,10 @@ func runHost(args []string, stdout, stderr io.Writer) error {
 	key := fs.String("tls-key", "", "client key (PEM file)")
 	labels := labelFlags{}
 	fs.Var(labels, "label", "host label key=value (repeatable)")
-	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 	if len(rest) != 1 || rest[0] != "register" {
 		return usagef("host: want register (%s)", hostSynopsis)
 	}

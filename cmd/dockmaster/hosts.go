@@ -35,10 +35,10 @@ func runHostAction(args []string, stdout, stderr io.Writer) error {
 	env := envFlag(fs)
 	dry := fs.Bool("dry-run", false, "drain, rebalance: show the scheduler's plan, change nothing")
 	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for the moves (each waits for health)")
-	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 	if len(rest) != 2 {
 		return usagef("usage: dockmaster %s", hostActionSynopsis)
 	}

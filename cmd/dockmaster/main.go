@@ -156,6 +156,23 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseArgs parses flags placed before or after the positional arguments
+// (dockmaster wait DEPLOY-7 --for done), which the flag package alone
+// stops at, and returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("version", "version", stderr)
 	if err := parseFlags(fs, args); err != nil {

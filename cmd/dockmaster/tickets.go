@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -117,23 +116,6 @@ func printTicket(w io.Writer, cf *clientFlags, t server.TicketJSON) error {
 		fmt.Fprintf(w, "  finish approval: %s\n", t.Finish)
 	}
 	return nil
-}
-
-// parseArgs parses flags placed before or after the positional arguments
-// (dockmaster wait DEPLOY-7 --for done), which the flag package alone
-// stops at, and returns the positional ones.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // ticketAction makes approve and confirm: dockmaster approve DEPLOY-111.

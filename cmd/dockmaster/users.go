@@ -25,13 +25,14 @@ func runUserWith(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	cf := addClientFlags(fs)
 	admin := fs.Bool("admin", false, "make the user a global admin")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin (else one is generated and printed once)")
-	if err := parseFlags(fs, interleave(args[1:])); err != nil {
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usagef("user create: want exactly one NAME")
 	}
-	name := fs.Arg(0)
+	name := pos[0]
 	var pw string
 	generated := false
 	if *fromStdin {
@@ -50,6 +51,13 @@ func runUserWith(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	}
 	if err := c.post(context.Background(), "/api/v1/users", map[string]any{"name": name, "password": pw, "admin": *admin}, nil); err != nil {
 		return err
+	}
+	if cf.wantJSON() {
+		out := map[string]string{"name": name}
+		if generated {
+			out["password"] = pw
+		}
+		return writeJSON(stdout, out)
 	}
 	fmt.Fprintf(stdout, "created user %s\n", name)
 	if generated {
@@ -168,18 +176,4 @@ func readPassword(stdin io.Reader) (string, error) {
 		return "", usagef("--password-stdin: stdin is empty")
 	}
 	return pw, nil
-}
-
-// interleave moves flags before positional arguments, so "user create
-// bob --admin" works as well as "user create --admin bob".
-func interleave(args []string) []string {
-	var flags, pos []string
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			flags = append(flags, a)
-		} else {
-			pos = append(pos, a)
-		}
-	}
-	return append(flags, pos...)
 }

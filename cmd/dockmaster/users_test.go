@@ -87,8 +87,13 @@ func TestFirstKeyFromPassword(t *testing.T) {
 	}
 	t.Setenv("DOCKMASTER_ACCESS_KEY", key.AccessKey)
 	t.Setenv("DOCKMASTER_SECRET_KEY", key.Secret)
-	if err := runUserWith([]string{"create", "bob"}, strings.NewReader(""), &out, &errb); err != nil {
+	out.Reset()
+	if err := runUserWith([]string{"create", "bob", "-o", "json"}, strings.NewReader(""), &out, &errb); err != nil {
 		t.Fatalf("the new key does not work: %v", err)
+	}
+	var bob struct{ Name, Password string }
+	if err := json.Unmarshal(out.Bytes(), &bob); err != nil || bob.Name != "bob" || len(bob.Password) < 20 {
+		t.Fatalf("user create bob -o json: %q (%v), want the name and the generated password", out.String(), err)
 	}
 	var sessions int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sessions`).Scan(&sessions); err != nil {
