@@ -226,11 +226,7 @@ func Audit(c *gin.Context, action, env, target string, err error) {
 }
 
 func (a *Authenticator) audit(c *gin.Context, p *Principal, action, env, target, result, detail string) {
-	actor := "anonymous"
-	if p != nil {
-		actor = p.Name
-	}
-	a.auditAs(c, actor, action, env, target, result, detail)
+	a.auditAs(c, p.ActorName(), action, env, target, result, detail)
 }
 
 func (a *Authenticator) auditAs(c *gin.Context, actor, action, env, target, result, detail string) {

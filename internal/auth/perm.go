@@ -103,6 +103,15 @@ type Principal struct {
 // must send CSRF tokens).
 func (p *Principal) ViaSession() bool { return p != nil && p.sessionHash != nil }
 
+// ActorName is how the audit log and records name the principal:
+// "anonymous" when there is none (no access layer in front).
+func (p *Principal) ActorName() string {
+	if p == nil {
+		return "anonymous"
+	}
+	return p.Name
+}
+
 // Authorizer answers permission questions. It holds no state; it exists
 // so that handlers receive it rather than calling a package function, and
 // so that a future policy (e.g. link-only approval) has a home.

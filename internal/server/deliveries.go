@@ -129,11 +129,7 @@ func (a *DeliveryAPI) replay(c *gin.Context) {
 	if !ok {
 		return
 	}
-	actor := "anonymous" // no access layer in front (tests, auth disabled)
-	if p := auth.PrincipalFrom(c); p != nil {
-		actor = p.Name
-	}
-	ev, err := a.Store.ReplayDelivery(c.Request.Context(), id, actor)
+	ev, err := a.Store.ReplayDelivery(c.Request.Context(), id, auth.PrincipalFrom(c).ActorName())
 	if errors.Is(err, store.ErrNotActionable) {
 		c.JSON(http.StatusConflict, gin.H{"error": err.Error()})
 		return

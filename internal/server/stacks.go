@@ -225,7 +225,7 @@ func (a *StackAPI) up(c *gin.Context) {
 		op = "upgrade"
 	}
 	do := DeployOptionsFor(in)
-	do.By = actor(c)
+	do.By = auth.PrincipalFrom(c).ActorName()
 	a.start(c, env, stack, op, in.Detach, func(ctx context.Context, progress func(deployer.Event)) error {
 		do.Progress = progress
 		for _, w := range spec.Warnings {
@@ -236,14 +236,6 @@ func (a *StackAPI) up(c *gin.Context) {
 		}
 		return d.Up(ctx, *spec, do)
 	})
-}
-
-// actor names who made the request, as the audit log does.
-func actor(c *gin.Context) string {
-	if p := auth.PrincipalFrom(c); p != nil {
-		return p.Name
-	}
-	return "anonymous"
 }
 
 // DeployOptionsFor turns the request into the deployer's options.
@@ -417,7 +409,7 @@ func (a *StackAPI) redeploy(c *gin.Context) {
 		deployError(c, err)
 		return
 	}
-	by := actor(c)
+	by := auth.PrincipalFrom(c).ActorName()
 	a.start(c, env, stack, "redeploy", in.Detach, func(ctx context.Context, progress func(deployer.Event)) error {
 		return d.Redeploy(ctx, stack, n, deployer.DeployOptions{Progress: progress, FinishHeld: in.ConfirmUpgrade, By: by})
 	})
