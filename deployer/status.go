@@ -123,31 +123,32 @@ func (d *Deployer) Status(ctx context.Context, stack string) (StackStatus, error
 // apart from Status, which the dashboard, the pages and the hold checks
 // call without needing it.
 func (d *Deployer) AddUsage(ctx context.Context, st *StackStatus) {
+	hosts := map[string]*HostStatus{}
+	for i := range st.Hosts {
+		if h := &st.Hosts[i]; h.Err == "" && d.hosts[h.Name] != nil {
+			hosts[h.Name] = h
+		}
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for i := range st.Hosts {
-		h := &st.Hosts[i]
-		if h.Err != "" || d.hosts[h.Name] == nil {
-			continue
-		}
-		for _, ss := range st.Services {
-			for _, c := range ss.Containers {
-				if c.Host != h.Name || c.State != "running" {
-					continue
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					u, err := d.hosts[h.Name].Engine.Stats(ctx, c.ID)
-					mu.Lock()
-					defer mu.Unlock()
-					if err != nil {
-						h.Err = err.Error()
-						return
-					}
-					h.Usage.add(u)
-				}()
+	for _, ss := range st.Services {
+		for _, c := range ss.Containers {
+			h := hosts[c.Host]
+			if h == nil || c.State != "running" {
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				u, err := d.hosts[c.Host].Engine.Stats(ctx, c.ID)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					h.Err = err.Error()
+					return
+				}
+				h.Usage.add(u)
+			}()
 		}
 	}
 	wg.Wait()
