@@ -36,7 +36,6 @@ func runUserWith(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	var pw string
 	generated := false
 	if *fromStdin {
-		var err error
 		if pw, err = readPassword(stdin); err != nil {
 			return err
 		}
@@ -93,7 +92,7 @@ func runKeyWith(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 	if (*env == "") == !*account {
 		return usagef("key create: give exactly one of --env ENV and --account")
 	}
-	if (*user == "") != !*fromStdin {
+	if (*user != "") != *fromStdin {
 		return usagef("key create: --user and --password-stdin go together")
 	}
 	c, err := cf.client()
