@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/dockmaster/dockmaster/internal/config"
 	"github.com/dockmaster/dockmaster/internal/server"
 	"github.com/dockmaster/dockmaster/internal/store"
+	"github.com/dockmaster/dockmaster/internal/store/storetest"
 )
 
 // TestUserKeyMemberCommands drives the CLI against the real access API.
@@ -108,19 +108,13 @@ func TestFirstKeyFromPassword(t *testing.T) {
 // root (password root-password), and points DOCKMASTER_URL at it.
 func startAccessAPI(t *testing.T) (*store.DB, *auth.Authenticator, store.User) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "dm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	log := slog.New(slog.DiscardHandler)
-	a, err := auth.New(auth.Options{Store: db, Config: config.Auth{}, StateDir: dir, Log: log, BcryptCost: bcrypt.MinCost})
+	a, err := auth.New(auth.Options{Store: db, Config: config.Auth{}, StateDir: t.TempDir(), Log: log, BcryptCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := a.CreateUser(ctx, "root", "root-password", true)
+	admin, err := a.CreateUser(context.Background(), "root", "root-password", true)
 	if err != nil {
 		t.Fatal(err)
 	}
